@@ -1,0 +1,1 @@
+"""Admin API: users now; fleet, releases and analytics as their modules land."""

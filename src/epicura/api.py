@@ -1,0 +1,17 @@
+"""Assembly of the versioned API routers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from epicura.admin.router import router as admin_router
+from epicura.auth.router import auth_router, oauth_router, users_router
+
+API_PREFIX = "/api/v1"
+
+
+def v1_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    for module_router in (auth_router, oauth_router, users_router, admin_router):
+        router.include_router(module_router)
+    return router

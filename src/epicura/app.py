@@ -1,0 +1,111 @@
+"""The application factory and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
+
+from epicura import api, health
+from epicura.auth import service as auth_service
+from epicura.config import Settings
+from epicura.kit import jobs
+from epicura.kit.errors import PROBLEM_MEDIA_TYPE, install_handlers
+from epicura.kit.http import EdgeMiddleware
+from epicura.kit.idempotency import IdempotencyMiddleware
+from epicura.kit.runtime import Runtime
+from epicura.migrate import upgrade_to_head
+
+log = structlog.get_logger("epicura.app")
+
+# Responses that carry fresh secrets are never stored for replay.
+IDEMPOTENCY_EXCLUDED = ("/api/v1/auth/", "/api/v1/device/provision", "/api/v1/device/token")
+
+
+def job_context(rt: Runtime) -> jobs.JobContext:
+    import epicura.auth.tasks  # noqa: F401 - registers the module's job handlers
+
+    return jobs.JobContext(db=rt.db, sealer=rt.sealer, extras={"runtime": rt})
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    rt: Runtime = app.state.runtime
+    if settings.embedded:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await upgrade_to_head(settings)
+    background: list[asyncio.Task[Any]] = []
+    try:
+        await auth_service.revocations(rt).rebuild()
+    except Exception:
+        log.warning("revocation_rebuild_failed_at_start", exc_info=True)
+    if settings.embedded or app.state.run_jobs:
+        background.append(asyncio.create_task(jobs.run_forever(job_context(rt), rt.jobs.wakeup)))
+    log.info("started", env=settings.epicura_env, embedded=settings.embedded)
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await rt.close()
+
+
+def _problem_openapi(app: FastAPI) -> dict[str, Any]:
+    """Error responses are `application/problem+json`: say so in the schema."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes)
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status.isdigit() and int(status) >= 400 and "application/json" in content:
+                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
+    """Build the app. `run_jobs` runs the job runner inside this process (the embedded default
+    always does)."""
+    settings = settings or Settings()
+    runtime = Runtime.build(settings)
+    app = FastAPI(
+        title="Epicura Cloud",
+        version="1.0.0",
+        description="REST API of Epicura Cloud: accounts, recipes, appliances, cooking sessions.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.runtime = runtime
+    app.state.run_jobs = run_jobs
+    install_handlers(app)
+    app.include_router(health.router)
+    app.include_router(api.v1_router())
+    app.openapi = lambda: _problem_openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(
+        IdempotencyMiddleware, redis=runtime.redis, keys=runtime.keys,
+        excluded_prefixes=IDEMPOTENCY_EXCLUDED,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+            allow_methods=["*"], allow_headers=["*"],
+            expose_headers=["ETag", "X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(
+        EdgeMiddleware, max_json_bytes=settings.max_json_body_bytes,
+        max_upload_bytes=settings.max_upload_body_bytes, hsts=settings.is_production,
+    )
+    return app

@@ -1,0 +1,1 @@
+"""Accounts, login sessions, tokens and the roles that guard every route."""

@@ -1,0 +1,83 @@
+"""Which login sessions are revoked, checked on every authenticated request.
+
+Redis holds the ids of sessions revoked within an access token's lifetime (older tokens are
+expired anyway). A marker key says the set is complete: after a Redis restart the marker is gone,
+so requests fall back to PostgreSQL until the set is rebuilt. If Redis cannot answer, PostgreSQL
+answers; if neither can, the request fails closed with 503.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from epicura.auth import repository
+from epicura.kit import clock
+from epicura.kit.db import Database
+from epicura.kit.errors import DependencyUnavailable
+from epicura.kit.kv import Keys
+
+log = structlog.get_logger("epicura.auth.revocation")
+
+
+class RevocationSet:
+    def __init__(self, redis: Redis, keys: Keys, db: Database, ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.db = db
+        self.ttl_s = ttl_s
+        self.ready_key = keys("revoked", "complete")
+
+    def _key(self, sid: uuid.UUID) -> str:
+        return self.keys("revoked", sid)
+
+    async def add(self, sids: list[uuid.UUID]) -> bool:
+        """Mark sessions revoked in Redis; False if Redis did not take it (the caller queues a
+        retry; meanwhile PostgreSQL, which already has it, is what the marker check falls to)."""
+        if not sids:
+            return True
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid in sids:
+                    pipe.set(self._key(sid), b"1", ex=self.ttl_s)
+                await pipe.execute()
+            return True
+        except RedisError as exc:
+            log.warning("revocation_publish_failed", error=type(exc).__name__)
+            try:
+                await self.redis.delete(self.ready_key)
+            except RedisError:
+                pass
+            return False
+
+    async def is_revoked(self, sid: uuid.UUID) -> bool:
+        try:
+            complete, revoked = await self.redis.mget(self.ready_key, self._key(sid))
+            if complete is not None:
+                return revoked is not None
+        except RedisError as exc:
+            log.warning("revocation_check_redis_down", error=type(exc).__name__)
+        return await self._is_revoked_in_db(sid)
+
+    async def _is_revoked_in_db(self, sid: uuid.UUID) -> bool:
+        try:
+            async with self.db.sessions() as session:
+                exists, revoked_at = await repository.session_revoked_at(session, sid)
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("revocation_check_failed", error=type(exc).__name__)
+            raise DependencyUnavailable("Cannot check the session right now") from exc
+        return not exists or revoked_at is not None
+
+    async def rebuild(self) -> None:
+        """Load the recently revoked sessions into Redis, then mark the set complete."""
+        since = clock.utcnow() - timedelta(seconds=self.ttl_s)
+        async with self.db.sessions() as session:
+            sids = list(await repository.recently_revoked_sessions(session, since))
+        if await self.add(sids):
+            await self.redis.set(self.ready_key, b"1")
+            log.info("revocation_set_rebuilt", sessions=len(sids))

@@ -1,0 +1,190 @@
+"""Problem details (RFC 9457) for every failure, each with a stable machine-readable `code`.
+
+Business errors are exceptions that carry their status and code; one set of handlers renders
+them, the framework's own 404/405/422 and any unhandled error (a generic 500, logged with the
+request id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+log = structlog.get_logger("epicura.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """The body of every error response."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    code: str
+    errors: list[ErrorItem] | None = None
+
+
+class ProblemError(Exception):
+    """Base of every business error; subclasses fix `status`, `code` and `title`."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+    # True for errors whose transaction must still commit (e.g. the audit record of a failure).
+    keeps_changes: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: Sequence[ErrorItem] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.errors = list(errors) if errors else None
+        self.headers = headers or {}
+
+
+def _error(status: int, code: str, title: str) -> type[ProblemError]:
+    name = "".join(part.capitalize() for part in code.split("_")) + "Error"
+    return type(name, (ProblemError,), {"status": status, "code": code, "title": title})
+
+
+BadRequest = _error(400, "bad_request", "Bad request")
+MalformedBody = _error(400, "malformed_body", "The request body is not valid JSON")
+Unauthorized = _error(401, "unauthorized", "Authentication required")
+Forbidden = _error(403, "forbidden", "Not allowed")
+NotFound = _error(404, "not_found", "Not found")
+MethodNotAllowed = _error(405, "method_not_allowed", "Method not allowed")
+Conflict = _error(409, "conflict", "Conflict")
+Gone = _error(410, "gone", "Gone")
+PreconditionFailed = _error(412, "version_conflict", "The resource has changed (ETag mismatch)")
+BodyTooLarge = _error(413, "body_too_large", "The request body is too large")
+UnsupportedMediaType = _error(415, "unsupported_media_type", "Unsupported media type")
+ValidationFailed = _error(422, "validation_failed", "The request is not valid")
+PreconditionRequired = _error(428, "if_match_required", "If-Match is required")
+DependencyUnavailable = _error(503, "dependency_unavailable", "A dependency is unavailable")
+
+
+class RateLimited(ProblemError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after_s: float, detail: str | None = None) -> None:
+        self.retry_after_s = max(1, int(retry_after_s + 0.999))
+        super().__init__(detail, headers={"Retry-After": str(self.retry_after_s)})
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    errors: Sequence[ErrorItem] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = Problem(
+        title=title, status=status, detail=detail, code=code, errors=list(errors) if errors else None
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def render(exc: ProblemError) -> Response:
+    if exc.status == 503 and "Retry-After" not in exc.headers:
+        exc.headers["Retry-After"] = "5"
+    return problem_response(
+        exc.status, exc.code, exc.title, exc.detail, errors=exc.errors, headers=exc.headers
+    )
+
+
+_FRAMEWORK_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Not allowed"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("body_too_large", "The request body is too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+def _validation_items(exc: RequestValidationError) -> list[ErrorItem]:
+    items = []
+    for err in exc.errors():
+        loc = [part if isinstance(part, int) else str(part) for part in err.get("loc", ())]
+        items.append(ErrorItem(loc=loc, msg=str(err.get("msg", "")), type=str(err.get("type", ""))))
+    return items
+
+
+def _is_malformed_json(exc: RequestValidationError) -> bool:
+    return any(err.get("type") == "json_invalid" for err in exc.errors())
+
+
+def install_handlers(app: FastAPI) -> None:
+    async def on_problem(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ProblemError)
+        return render(exc)
+
+    async def on_validation(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        if _is_malformed_json(exc):
+            return render(MalformedBody())
+        return render(ValidationFailed(errors=_validation_items(exc)))
+
+    async def on_http(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code, title = _FRAMEWORK_CODES.get(
+            exc.status_code, ("http_error", HTTPStatus(exc.status_code).phrase)
+        )
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        return problem_response(
+            exc.status_code, code, title, detail, headers=dict(exc.headers or {})
+        )
+
+    async def on_unhandled(_request: Request, exc: Exception) -> Response:
+        log.error("unhandled_error", exc_info=exc)
+        return problem_response(500, "internal_error", "Internal server error")
+
+    app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unhandled)
+
+
+def responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the errors a route can return (422 and 500 are always listed)."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for error in (*errors, ValidationFailed):
+        entry = documented.setdefault(
+            error.status,
+            {"model": Problem, "description": error.title},
+        )
+        codes = entry.setdefault("x-codes", [])
+        if error.code not in codes:
+            codes.append(error.code)
+    documented[500] = {"model": Problem, "description": "Internal server error"}
+    return documented

@@ -1,0 +1,10 @@
+"""Every module's tables, imported so that `Base.metadata` knows them all (for Alembic)."""
+
+from __future__ import annotations
+
+from epicura.auth import models as auth_models
+from epicura.kit import audit, jobs
+from epicura.kit.db import Base
+
+metadata = Base.metadata
+__all__ = ["audit", "auth_models", "jobs", "metadata"]
