@@ -124,12 +124,12 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         # Audit rows are append-only: the database refuses to change or delete them.
         op.execute(
-            """
-            CREATE FUNCTION audit_events_append_only() RETURNS trigger AS $$
-            BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$ LANGUAGE plpgsql;
-            CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events
-              FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
-            """
+            "CREATE FUNCTION audit_events_append_only() RETURNS trigger AS $$ "
+            "BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$ LANGUAGE plpgsql"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events "
+            "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()"
         )
 
 
