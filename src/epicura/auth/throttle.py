@@ -39,7 +39,7 @@ class FailureState:
 def delay_after(count: int) -> float:
     if count < FREE_FAILURES:
         return 0.0
-    return min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** (count - FREE_FAILURES))
+    return min(MAX_DELAY_S, FIRST_DELAY_S * 2.0 ** (count - FREE_FAILURES))
 
 
 class LoginThrottle:
@@ -56,7 +56,7 @@ class LoginThrottle:
 
     async def _load(self, key: str) -> FailureState:
         try:
-            raw = await self.redis.hgetall(key)  # type: ignore[misc]
+            raw = await self.redis.hgetall(key)
         except RedisError:
             return self._local.get(key, FailureState())
         if not raw:

@@ -62,25 +62,88 @@ class ProblemError(Exception):
         self.headers = headers or {}
 
 
-def _error(status: int, code: str, title: str) -> type[ProblemError]:
-    name = "".join(part.capitalize() for part in code.split("_")) + "Error"
-    return type(name, (ProblemError,), {"status": status, "code": code, "title": title})
+class BadRequest(ProblemError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
 
 
-BadRequest = _error(400, "bad_request", "Bad request")
-MalformedBody = _error(400, "malformed_body", "The request body is not valid JSON")
-Unauthorized = _error(401, "unauthorized", "Authentication required")
-Forbidden = _error(403, "forbidden", "Not allowed")
-NotFound = _error(404, "not_found", "Not found")
-MethodNotAllowed = _error(405, "method_not_allowed", "Method not allowed")
-Conflict = _error(409, "conflict", "Conflict")
-Gone = _error(410, "gone", "Gone")
-PreconditionFailed = _error(412, "version_conflict", "The resource has changed (ETag mismatch)")
-BodyTooLarge = _error(413, "body_too_large", "The request body is too large")
-UnsupportedMediaType = _error(415, "unsupported_media_type", "Unsupported media type")
-ValidationFailed = _error(422, "validation_failed", "The request is not valid")
-PreconditionRequired = _error(428, "if_match_required", "If-Match is required")
-DependencyUnavailable = _error(503, "dependency_unavailable", "A dependency is unavailable")
+class MalformedBody(ProblemError):
+    status = 400
+    code = "malformed_body"
+    title = "The request body is not valid JSON"
+
+
+class Unauthorized(ProblemError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(ProblemError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class NotFound(ProblemError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class MethodNotAllowed(ProblemError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class Conflict(ProblemError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class Gone(ProblemError):
+    status = 410
+    code = "gone"
+    title = "Gone"
+
+
+class PreconditionFailed(ProblemError):
+    status = 412
+    code = "version_conflict"
+    title = "The resource has changed (ETag mismatch)"
+
+
+class BodyTooLarge(ProblemError):
+    status = 413
+    code = "body_too_large"
+    title = "The request body is too large"
+
+
+class UnsupportedMediaType(ProblemError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class ValidationFailed(ProblemError):
+    status = 422
+    code = "validation_failed"
+    title = "The request is not valid"
+
+
+class PreconditionRequired(ProblemError):
+    status = 428
+    code = "if_match_required"
+    title = "If-Match is required"
+
+
+class DependencyUnavailable(ProblemError):
+    status = 503
+    code = "dependency_unavailable"
+    title = "A dependency is unavailable"
 
 
 class RateLimited(ProblemError):
@@ -102,9 +165,8 @@ def problem_response(
     errors: Sequence[ErrorItem] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body = Problem(
-        title=title, status=status, detail=detail, code=code, errors=list(errors) if errors else None
-    )
+    items = list(errors) if errors else None
+    body = Problem(title=title, status=status, detail=detail, code=code, errors=items)
     return JSONResponse(
         body.model_dump(exclude_none=True),
         status_code=status,
@@ -178,7 +240,8 @@ def install_handlers(app: FastAPI) -> None:
 def responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for the errors a route can return (422 and 500 are always listed)."""
     documented: dict[int | str, dict[str, Any]] = {}
-    for error in (*errors, ValidationFailed):
+    listed: tuple[type[ProblemError], ...] = (*errors, ValidationFailed)
+    for error in listed:
         entry = documented.setdefault(
             error.status,
             {"model": Problem, "description": error.title},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 import structlog
@@ -76,8 +77,10 @@ class IdempotencyMiddleware:
             return
         await self._replay(send, stored, fingerprint)
 
-    async def _replay(self, send: Send, stored: bytes | None, fingerprint: str) -> None:
-        record = orjson.loads(stored) if stored else {"state": "running", "fingerprint": fingerprint}
+    async def _replay(self, send: Send, stored: bytes | str | None, fingerprint: str) -> None:
+        record: dict[str, Any] = (
+            orjson.loads(stored) if stored else {"state": "running", "fingerprint": fingerprint}
+        )
         if record["fingerprint"] != fingerprint:
             await self._reply(send, 422, "idempotency_key_reused",
                               "This Idempotency-Key was used with another request body")

@@ -112,8 +112,9 @@ class Enqueuer:
 
 def backoff_s(attempts: int) -> float:
     """1 s, 2 s, 4 s … capped at 5 min, with ±25 % jitter so retries do not stampede."""
-    base = min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2 ** max(0, attempts - 1))
-    return base * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not security
+    base = min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2.0 ** max(0, attempts - 1))
+    jitter: float = random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not security
+    return base * jitter
 
 
 async def claim(db: Database, *, limit: int = 10) -> list[Job]:

@@ -164,6 +164,6 @@ class Sealer:
 @cache
 def common_passwords() -> frozenset[str]:
     """The 10,000 most common passwords (zxcvbn's frequency list, most common first)."""
-    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
 
     return frozenset(FREQUENCY_LISTS["passwords"][:10_000])
