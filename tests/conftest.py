@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from epicura.config import Settings
+from epicura.kit.logging import configure
 from epicura.migrate import run as run_migrations
 from tests.support import Mailbox, Service, running, start_smtp
 
@@ -28,6 +29,12 @@ TEST_REFRESH_SECRET = "test-refresh-secret-" + "y" * 32
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def json_logging() -> None:
+    """Log as production does (JSON lines, secrets redacted), not structlog's dev console."""
+    configure("DEBUG")
 
 
 def free_port() -> int:
@@ -87,7 +94,7 @@ async def _truncate(url: str) -> None:
     try:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-            "AND tablename NOT IN ('alembic_version', 'audit_events')"
+            "AND tablename NOT IN ('alembic_version', 'audit_events', 'capability_profiles')"
         )
         names = ", ".join(f'"{row["tablename"]}"' for row in tables)
         await conn.execute(f"TRUNCATE {names} CASCADE")

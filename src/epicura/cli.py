@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 
 import click
@@ -49,6 +50,8 @@ def serve(host: str, port: int | None, workers: int) -> None:
     if settings.embedded and workers > 1:
         raise click.UsageError("the embedded default runs in one process; set DATABASE_URL and "
                                "REDIS_URL to run several workers")
+    # uvicorn re-raises SIGTERM once its graceful shutdown is done; exit 0 then, not -15.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "epicura.cli:app_factory", factory=True, host=host, port=port or settings.port,
         workers=workers, log_config=None, proxy_headers=False, server_header=False,
@@ -134,8 +137,22 @@ def admin_create(email: str, display_name: str, password_stdin: bool) -> None:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _check_admin_input(email, display_name, password)
     asyncio.run(_create_admin(email, display_name, password))
     click.echo(f"admin {email} is ready")
+
+
+def _check_admin_input(email: str, display_name: str, password: str) -> None:
+    """The same rules as registration (valid e-mail, 8+ characters); the input is never echoed."""
+    from pydantic import ValidationError
+
+    from epicura.auth.schemas import RegisterRequest
+
+    try:
+        RegisterRequest(email=email, password=password, display_name=display_name)
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.ClickException(reasons) from None
 
 
 async def _create_admin(email: str, display_name: str, password: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from epicura.auth import models as auth_models
 from epicura.kit import audit, jobs
 from epicura.kit.db import Base
+from epicura.recipes import models as recipe_models
 
 metadata = Base.metadata
-__all__ = ["audit", "auth_models", "jobs", "metadata"]
+__all__ = ["audit", "auth_models", "jobs", "metadata", "recipe_models"]

@@ -86,3 +86,18 @@ async def current_admin(user: CurrentUser) -> User:
 
 
 CurrentAdmin = Annotated[User, Depends(current_admin)]
+
+
+async def optional_user(
+    request: Request, rt: RuntimeDep, session: DbSession,
+    token: Annotated[str | None, Depends(bearer)],
+) -> User | None:
+    """The caller on public routes that show more to a signed-in user; a token that is sent
+    must be valid (401 otherwise), no token is an anonymous caller."""
+    if not token:
+        return None
+    principal = await current_principal(request, rt, token)
+    return await current_user(principal, session)
+
+
+OptionalUser = Annotated[User | None, Depends(optional_user)]

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from epicura.kit.ids import uuid7
+from epicura.kit.textsearch import word_similarity
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -82,7 +83,13 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_timeout=5,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
-        connect_args={"timeout": 5, "command_timeout": 30},
+        connect_args={
+            "timeout": 5,
+            "command_timeout": 30,
+            # Typo-tolerant search (`<%`) matches from this word similarity on; pg_trgm's
+            # default of 0.6 misses common two-letter slips in short words.
+            "server_settings": {"pg_trgm.word_similarity_threshold": "0.5"},
+        },
     )
 
 
@@ -93,6 +100,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+    dbapi_connection.create_function("word_similarity", 2, word_similarity, deterministic=True)
 
 
 class Database:

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 log = structlog.get_logger("epicura.errors")
 
@@ -27,6 +28,12 @@ class ErrorItem(BaseModel):
     loc: list[str | int]
     msg: str
     type: str
+    # Set on domain violations that name a place and a bound (e.g. a step outside a profile).
+    step: int | None = None
+    field: str | None = None
+    value: Any = None
+    limit: Any = None
+    profile: str | None = None
 
 
 class Problem(BaseModel):
@@ -206,6 +213,17 @@ def _is_malformed_json(exc: RequestValidationError) -> bool:
     return any(err.get("type") == "json_invalid" for err in exc.errors())
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path: the router's own 405 names only the first
+    route's, but one path often has several routes (GET, PATCH, DELETE)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install_handlers(app: FastAPI) -> None:
     async def on_problem(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ProblemError)
@@ -217,15 +235,16 @@ def install_handlers(app: FastAPI) -> None:
             return render(MalformedBody())
         return render(ValidationFailed(errors=_validation_items(exc)))
 
-    async def on_http(_request: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code, title = _FRAMEWORK_CODES.get(
             exc.status_code, ("http_error", HTTPStatus(exc.status_code).phrase)
         )
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
-        return problem_response(
-            exc.status_code, code, title, detail, headers=dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return problem_response(exc.status_code, code, title, detail, headers=headers)
 
     async def on_unhandled(_request: Request, exc: Exception) -> Response:
         log.error("unhandled_error", exc_info=exc)

@@ -1,0 +1,1 @@
+"""Recipes, their immutable versions, step programs, search, scaling and images."""
