@@ -15,7 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from epicura import api, health
 from epicura.auth import service as auth_service
 from epicura.config import Settings
-from epicura.kit import jobs
+from epicura.kit import jobs, readpool
 from epicura.kit.errors import PROBLEM_MEDIA_TYPE, install_handlers
 from epicura.kit.http import EdgeMiddleware
 from epicura.kit.idempotency import IdempotencyMiddleware
@@ -46,6 +46,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await auth_service.revocations(rt).rebuild()
     except Exception:
         log.warning("revocation_rebuild_failed_at_start", exc_info=True)
+    background.append(asyncio.create_task(rt.bus.run()))
+    if not settings.is_sqlite:
+        rt.extras["read_pool"] = await readpool.create(settings.sqlalchemy_url,
+                                                       settings.database_pool_size)
     if settings.embedded or app.state.run_jobs:
         background.append(asyncio.create_task(jobs.run_forever(job_context(rt), rt.jobs.wakeup)))
     log.info("started", env=settings.epicura_env, embedded=settings.embedded)
@@ -55,7 +59,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if "read_pool" in rt.extras:
+            await rt.extras.pop("read_pool").close()
         await rt.close()
+
+
+BODY_ERRORS = (
+    ("400", "The request body is not valid JSON (`malformed_body`)"),
+    ("413", "The request body is too large (`body_too_large`)"),
+    ("415", "Unsupported media type (`unsupported_media_type`)"),
+)
 
 
 def _problem_openapi(app: FastAPI) -> dict[str, Any]:
@@ -64,12 +77,19 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description,
                          routes=app.routes)
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path in schema.get("paths", {}).values():
         for operation in path.values():
             for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 if status.isdigit() and int(status) >= 400 and "application/json" in content:
                     content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+            if "requestBody" in operation:
+                # Any route with a body can refuse it before the handler runs.
+                for status, description in BODY_ERRORS:
+                    operation["responses"].setdefault(
+                        status, {"description": description, "content": problem}
+                    )
     app.openapi_schema = schema
     return schema
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from epicura.auth import service as auth_service
 from epicura.auth.access import CurrentAdmin, NotAuthenticated, current_admin
 from epicura.auth.router import json_only
-from epicura.auth.schemas import AdminUserUpdate, UserOut
+from epicura.auth.schemas import PLAIN_TEXT, AdminUserUpdate, UserOut
 from epicura.kit.errors import Forbidden, NotFound, responses
 from epicura.kit.pagination import InvalidCursor, Page, decode_cursor, encode_cursor
 from epicura.kit.runtime import ClientIp, DbSession, RuntimeDep
@@ -26,7 +26,7 @@ ADMIN_ERRORS = (NotAuthenticated, Forbidden)
             responses=responses(*ADMIN_ERRORS, InvalidCursor))
 async def list_users(
     session: DbSession,
-    q: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=100, pattern=PLAIN_TEXT)] = None,
     role: Literal["user", "admin"] | None = None,
     active: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,

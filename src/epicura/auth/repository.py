@@ -77,10 +77,13 @@ async def refresh_token_by_hash(session: AsyncSession, token_hash: str) -> Refre
 
 
 async def child_token(session: AsyncSession, parent_id: uuid.UUID) -> RefreshToken | None:
+    """The successor of a token: its active child if it has one, else its newest child.
+    (After grace retries a token has several children with equal or out-of-order `created_at`:
+    picking a superseded one would take a concurrent retry for reuse.)"""
     found: RefreshToken | None = await session.scalar(
         select(RefreshToken)
         .where(RefreshToken.parent_id == parent_id)
-        .order_by(RefreshToken.created_at.desc())
+        .order_by((RefreshToken.state == TOKEN_ACTIVE).desc(), RefreshToken.created_at.desc())
         .limit(1)
     )
     return found

@@ -9,6 +9,7 @@ answers; if neither can, the request fails closed with 503.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 
 import structlog
@@ -32,6 +33,10 @@ class RevocationSet:
         self.db = db
         self.ttl_s = ttl_s
         self.ready_key = keys("revoked", "complete")
+        # Revoked here while Redis could not be told. Redis may come back with its data, the
+        # "complete" marker included, but without these: answer them from here, and write them
+        # to Redis at the next chance.
+        self._unpublished: set[uuid.UUID] = set()
 
     def _key(self, sid: uuid.UUID) -> str:
         return self.keys("revoked", sid)
@@ -42,21 +47,31 @@ class RevocationSet:
         if not sids:
             return True
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for sid in sids:
-                    pipe.set(self._key(sid), b"1", ex=self.ttl_s)
-                await pipe.execute()
+            await self._publish(sids)
             return True
         except RedisError as exc:
             log.warning("revocation_publish_failed", error=type(exc).__name__)
+            self._unpublished.update(sids)
             try:
                 await self.redis.delete(self.ready_key)
             except RedisError:
                 pass
             return False
 
+    async def _publish(self, sids: Iterable[uuid.UUID]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.set(self._key(sid), b"1", ex=self.ttl_s)
+            await pipe.execute()
+
     async def is_revoked(self, sid: uuid.UUID) -> bool:
+        if sid in self._unpublished:
+            return True
         try:
+            if self._unpublished:
+                pending = set(self._unpublished)
+                await self._publish(pending)
+                self._unpublished -= pending
             complete, revoked = await self.redis.mget(self.ready_key, self._key(sid))
             if complete is not None:
                 return revoked is not None
@@ -78,6 +93,8 @@ class RevocationSet:
         since = clock.utcnow() - timedelta(seconds=self.ttl_s)
         async with self.db.sessions() as session:
             sids = list(await repository.recently_revoked_sessions(session, since))
-        if await self.add(sids):
-            await self.redis.set(self.ready_key, b"1")
-            log.info("revocation_set_rebuilt", sessions=len(sids))
+        if not await self.add(sids):
+            # Fail the job so it is retried: reporting success would leave the set incomplete.
+            raise DependencyUnavailable("Redis did not take the revoked sessions")
+        await self.redis.set(self.ready_key, b"1")
+        log.info("revocation_set_rebuilt", sessions=len(sids))

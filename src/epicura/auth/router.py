@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from epicura.auth import service
 from epicura.auth.access import CurrentPrincipal, CurrentUser, NotAuthenticated
 from epicura.auth.schemas import (
+    PLAIN_TEXT,
     Accepted,
     ChangePasswordRequest,
     DeleteAccountRequest,
@@ -96,7 +97,7 @@ async def login(body: LoginRequest, request: Request, rt: RuntimeDep, session: D
     responses=responses(service.InvalidCredentials, RateLimited),
 )
 async def oauth_token(
-    username: Annotated[str, Form(max_length=320)],
+    username: Annotated[str, Form(max_length=320, pattern=PLAIN_TEXT)],
     password: Annotated[str, Form(max_length=1024)],
     request: Request, rt: RuntimeDep, session: DbSession, ip: ClientIp,
 ) -> JSONResponse:

@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 import zoneinfo
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 MAX_PASSWORD = 1024
 Password = Annotated[str, Field(min_length=8, max_length=MAX_PASSWORD)]
 AnyPassword = Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD)]
-LoginEmail = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# Text that is stored or looked up has no control characters (PostgreSQL refuses NUL outright).
+PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"
+# ...and a name has something besides spaces (it is stored stripped).
+NAME_TEXT = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+
+
+def _plain_text(value: object) -> object:
+    """Control characters are refused before stripping, as the document's pattern says."""
+    if isinstance(value, str) and re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+# Not stripped here: the service normalises addresses, and the document could not say so.
+LoginEmail = Annotated[str, StringConstraints(min_length=1, max_length=320, pattern=PLAIN_TEXT)]
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NAME_TEXT),
+    BeforeValidator(_plain_text),
+]
 Locale = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")]
 OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
@@ -24,7 +52,13 @@ def _known_timezone(value: str) -> str:
     return value
 
 
-TimeZone = Annotated[str, AfterValidator(_known_timezone)]
+# The document says which strings are accepted (a bare "string" would promise any).
+TimeZone = Annotated[
+    str,
+    AfterValidator(_known_timezone),
+    WithJsonSchema({"type": "string", "format": "iana-time-zone", "maxLength": 64,
+                    "description": "An IANA time zone name, e.g. `Europe/Paris` or `UTC`"}),
+]
 
 
 class Strict(BaseModel):

@@ -28,6 +28,12 @@ FIRST_DELAY_S = 15.0
 MAX_DELAY_S = 900.0
 LOCK_AFTER = 100
 COUNTER_TTL_S = 7 * 86400
+# Sets `until` only when it moves later (concurrent failures may finish in any order).
+_RAISE_UNTIL = """
+local old = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if tonumber(ARGV[1]) > old then redis.call('HSET', KEYS[1], 'until', ARGV[1]) end
+return 0
+"""
 
 
 @dataclass
@@ -63,15 +69,6 @@ class LoginThrottle:
             return FailureState()
         return FailureState(int(raw.get(b"count", 0)), float(raw.get(b"until", 0)))
 
-    async def _save(self, key: str, state: FailureState) -> None:
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"count": state.count, "until": state.until})
-                pipe.expire(key, COUNTER_TTL_S)
-                await pipe.execute()
-        except RedisError:
-            self._local[key] = state
-
     async def check(self, identifier: str, ip: str) -> None:
         """Raise 429 when this address or identifier must wait; counts the attempt per address."""
         await self.limiter.hit(self.ip_limit, "login-ip", ip)
@@ -83,11 +80,21 @@ class LoginThrottle:
             raise RateLimited(wait)
 
     async def failed(self, identifier: str) -> None:
+        """Count one failure atomically, so concurrent failures (a burst, several instances) are
+        all counted; the wait only ever grows."""
         key = self._key(identifier)
-        state = await self._load(key)
-        state.count += 1
-        state.until = clock.utcnow().timestamp() + delay_after(state.count)
-        await self._save(key, state)
+        now = clock.utcnow().timestamp()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hincrby(key, "count", 1)
+                pipe.expire(key, COUNTER_TTL_S)
+                count, _ = await pipe.execute()
+            until = now + delay_after(int(count))
+            await self.redis.eval(_RAISE_UNTIL, 1, key, repr(until))
+        except RedisError:
+            state = self._local.setdefault(key, FailureState())
+            state.count += 1
+            state.until = max(state.until, now + delay_after(state.count))
 
     async def clear(self, identifier: str) -> None:
         key = self._key(identifier)

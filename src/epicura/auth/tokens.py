@@ -177,7 +177,12 @@ async def _rotated_again(
 ) -> Rotation:
     successor = await repository.child_token(session, presented.id)
     grace = timedelta(seconds=rt.settings.refresh_grace_s)
-    in_grace = presented.rotated_at is not None and now - presented.rotated_at <= grace
+    # A grace of 0 means none: a replay at the very instant of the rotation is reuse too.
+    in_grace = (
+        grace > timedelta(0)
+        and presented.rotated_at is not None
+        and now - presented.rotated_at <= grace
+    )
     if in_grace and successor is not None and successor.state == TOKEN_ACTIVE:
         if await repository.mark_token(
             session, successor.id, from_state=TOKEN_ACTIVE, to_state=TOKEN_SUPERSEDED

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from epicura.config import Settings
 from epicura.kit import kv
+from epicura.kit.bus import EventBus
 from epicura.kit.db import Database
 from epicura.kit.errors import ProblemError
 from epicura.kit.jobs import Enqueuer
@@ -38,6 +39,7 @@ class Runtime:
     jobs: Enqueuer
     mailer: Mailer
     refresh_key: bytes
+    bus: EventBus
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -45,11 +47,13 @@ class Runtime:
         refresh_secret = settings.jwt_refresh_secret.get_secret_value().encode()
         previous = settings.jwt_previous_secret
         sealer = Sealer(refresh_secret)
+        redis = kv.connect(settings.redis_url)
+        keys = kv.Keys(settings.redis_prefix)
         return cls(
             settings=settings,
             db=Database(settings.sqlalchemy_url, pool_size=settings.database_pool_size),
-            redis=kv.connect(settings.redis_url),
-            keys=kv.Keys(settings.redis_prefix),
+            redis=redis,
+            keys=keys,
             limiter=RateLimiter(
                 settings.redis_url, prefix=settings.redis_prefix,
                 enabled=settings.rate_limit_enabled,
@@ -67,6 +71,7 @@ class Runtime:
             jobs=Enqueuer(sealer),
             mailer=create_mailer(settings.smtp_url, settings.data_dir / "mail"),
             refresh_key=refresh_secret,
+            bus=EventBus(redis, keys),
         )
 
     async def close(self) -> None:
@@ -97,10 +102,18 @@ async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
+            for callback in session.info.pop("after_commit", ()):
+                await callback()
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 DbSession = Annotated[AsyncSession, Depends(_db_session, scope="function")]
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[None]]) -> None:
+    """Run `callback` once the request's transaction has committed (never if it rolls back):
+    for best-effort notices such as cache invalidation. Durable work uses the job table."""
+    session.info.setdefault("after_commit", []).append(callback)
 
 
 def request_ip(request: Request) -> str:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from epicura.auth.access import CurrentUser, NotAuthenticated, OptionalUser
+from epicura.auth.access import (
+    CurrentUser,
+    NotAuthenticated,
+    OptionalUser,
+    bearer,
+    current_principal,
+    current_user,
+)
 from epicura.auth.router import json_only
 from epicura.kit.errors import (
     Forbidden,
@@ -17,10 +25,11 @@ from epicura.kit.errors import (
     PreconditionRequired,
     responses,
 )
-from epicura.kit.etag import check_if_match, make_etag, not_modified
+from epicura.kit.etag import not_modified
 from epicura.kit.pagination import InvalidCursor, Page
 from epicura.kit.runtime import DbSession, RuntimeDep
-from epicura.recipes import render, search, service
+from epicura.recipes import cache, hot, render, search, service
+from epicura.recipes.cache import HeadEntry
 from epicura.recipes.models import Recipe
 from epicura.recipes.schemas import (
     CapabilityProfile,
@@ -38,9 +47,10 @@ router = APIRouter(tags=["recipes"], dependencies=[Depends(json_only)])
 JSON = "application/json"
 PUBLIC_CACHE = "public, max-age=60"
 PRIVATE_CACHE = "private, no-cache"
+LIST_CACHE = "public, max-age=15"
 
 
-def version_cache(rt: RuntimeDep) -> render.VersionCache:
+def render_cache(rt: RuntimeDep) -> render.VersionCache:
     cache = rt.extras.get("recipe_versions")
     if cache is None:
         cache = rt.extras["recipe_versions"] = render.VersionCache()
@@ -52,36 +62,46 @@ def image_url(rt: RuntimeDep) -> render.ImageUrl:
     return resolver or (lambda _image_id: None)
 
 
-def recipe_etag(recipe: Recipe) -> str:
-    return make_etag(recipe.id, recipe.current_version, recipe.updated_at.isoformat(),
-                     recipe.rating_count, recipe.cooked_count, recipe.favorite_count)
+BearerToken = Annotated[str | None, Depends(bearer)]
+
+
+def _favorite_etag(etag: str, is_favorite: bool | None) -> str:
+    # The favourite flag is per caller: fold it into the tag so caches never mix callers.
+    return etag if is_favorite is None else f'{etag[:-1]}-{int(is_favorite)}"'
+
+
+def _reply(request: Request, head: dict[str, Any], content: bytes, etag: str,
+           is_favorite: bool | None, public: bool, status: int = 200) -> Response:
+    etag = _favorite_etag(etag, is_favorite)
+    headers = {"ETag": etag,
+               "Cache-Control": PUBLIC_CACHE if public and is_favorite is None else PRIVATE_CACHE}
+    if status == 200 and not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    body = render.recipe_body(head, content, is_favorite)
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
 
 
 async def _recipe_response(request: Request, rt: RuntimeDep, session: DbSession,
                            recipe: Recipe, user: Any, status: int = 200) -> Response:
-    etag = recipe_etag(recipe)
-    is_favorite = await service.is_favorite(session, recipe, user)
-    # The favourite flag is per caller: fold it into the tag so caches never mix callers.
-    etag = etag if is_favorite is None else f'{etag[:-1]}-{int(is_favorite)}"'
-    public = recipe.status == "published" and recipe.visibility == "public" and user is None
-    headers = {"ETag": etag, "Cache-Control": PUBLIC_CACHE if public else PRIVATE_CACHE}
-    if status == 200 and not_modified(request, etag):
-        return Response(status_code=304, headers=headers)
-    cache = version_cache(rt)
-    content = cache.get(recipe.id, recipe.current_version)
+    """The reply after a change, read through this request's session."""
+    version_cache = render_cache(rt)
+    content = version_cache.get(recipe.id, recipe.current_version)
     if content is None:
         row = await service.version_of(session, recipe, recipe.current_version)
-        content = cache.put(recipe.id, recipe.current_version, row.content)
-    body = render.recipe_body(render.head_dict(recipe), content, is_favorite)
-    return Response(body, status_code=status, media_type=JSON, headers=headers)
+        content = version_cache.put(recipe.id, recipe.current_version, row.content)
+    head = render.head_dict(recipe)
+    is_favorite = await service.is_favorite(session, recipe, user)
+    public = recipe.status == "published" and recipe.visibility == "public"
+    return _reply(request, head, content, hot.head_etag(head), is_favorite, public, status)
 
 
 @router.get("/recipes", response_model=Page[RecipeSummary],
             responses=responses(NotAuthenticated, InvalidCursor))
 async def list_recipes(
-    rt: RuntimeDep, session: DbSession, user: OptionalUser, request: Request,
+    rt: RuntimeDep, token: BearerToken, request: Request,
     q: Annotated[str | None, Query(max_length=200)] = None,
-    tags: Annotated[str | None, Query(max_length=400, description="Comma list; all must match")] = None,
+    tags: Annotated[str | None, Query(max_length=400,
+                                      description="Comma list; all must match")] = None,
     category: Annotated[str | None, Query(max_length=40)] = None,
     cuisine: Annotated[str | None, Query(max_length=40)] = None,
     difficulty: Literal["easy", "medium", "hard"] | None = None,
@@ -94,21 +114,36 @@ async def list_recipes(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
-    """Published public recipes, plus the caller's own; full-text, typo-tolerant search with `q`."""
-    if (mine or favorites or appliance_id) and user is None:
-        raise NotAuthenticated()
-    profile, firmware = await _appliance_fit(rt, session, user, appliance_id)
+    """Published public recipes, plus the caller's own; full-text, typo-tolerant search with `q`.
+    Anonymous pages are cached briefly and dropped on any recipe change."""
+    language = _language(request)
+    pages = cache.caches(rt).pages
+    page_key = f"{language}?{request.url.query}"
+    if token is None:
+        if mine or favorites or appliance_id:
+            raise NotAuthenticated()
+        cached = pages.get(page_key)
+        if cached is not None:
+            return Response(cached, media_type=JSON, headers={"Cache-Control": LIST_CACHE})
+    generation = pages.generation
     filters = search.Filters(
         q=q, tags=tuple(t.strip().lower() for t in (tags or "").split(",") if t.strip()),
         category=category, cuisine=cuisine, difficulty=difficulty,
         max_total_minutes=max_total_minutes, official=official, mine=mine, favorites=favorites,
-        profile=profile, firmware=firmware, language=_language(request), sort=sort, limit=limit,
-        cursor=cursor,
+        language=language, sort=sort, limit=limit, cursor=cursor,
     )
-    items, next_cursor = await search.page(session, filters, user.id if user else None)
+    async with rt.db.sessions() as session:
+        user = None
+        if token is not None:
+            user = await current_user(await current_principal(request, rt, token), session)
+        profile, firmware = await _appliance_fit(rt, session, user, appliance_id)
+        filters = dataclasses.replace(filters, profile=profile, firmware=firmware)
+        items, next_cursor = await search.page(session, filters, user.id if user else None)
     body = render.summaries_body(items, next_cursor, image_url(rt))
-    headers = {"Cache-Control": PRIVATE_CACHE if user else "public, max-age=15"}
-    return Response(body, media_type=JSON, headers=headers)
+    if user is None:
+        pages.store(page_key, generation, body)
+    return Response(body, media_type=JSON,
+                    headers={"Cache-Control": PRIVATE_CACHE if user else LIST_CACHE})
 
 
 def _language(request: Request) -> str:
@@ -134,6 +169,7 @@ async def create_recipe(body: RecipeCreate, user: CurrentUser, rt: RuntimeDep,
                         session: DbSession, request: Request) -> Response:
     """A new private draft at version 1; admins may set `is_official`."""
     recipe = await service.create(session, user, body)
+    cache.changed(rt, session, recipe.id)
     response = await _recipe_response(request, rt, session, recipe, user, status=201)
     response.headers["Location"] = f"/api/v1/recipes/{recipe.id}"
     return response
@@ -156,11 +192,26 @@ async def capability_profiles(session: DbSession) -> list[CapabilityProfile]:
 
 @router.get("/recipes/{recipe_id}", response_model=RecipeOut,
             responses=responses(NotFound, NotAuthenticated))
-async def get_recipe(recipe_id: uuid.UUID, rt: RuntimeDep, session: DbSession,
-                     user: OptionalUser, request: Request) -> Response:
+async def get_recipe(recipe_id: uuid.UUID, rt: RuntimeDep, token: BearerToken,
+                     request: Request) -> Response:
     """The recipe with its current version's content; `ETag` (and 304 on `If-None-Match`)."""
-    recipe = await service.readable(session, recipe_id, user)
-    return await _recipe_response(request, rt, session, recipe, user)
+    entry = await hot.recipe_entry(rt, recipe_id)
+    if token is None:
+        if entry is None or not entry.public:
+            raise NotFound("No such recipe")
+        return _reply(request, entry.head, entry.content, entry.etag, None, True)
+    async with rt.db.sessions() as session:
+        user = await current_user(await current_principal(request, rt, token), session)
+        if entry is None or not _visible(entry, user):
+            raise NotFound("No such recipe")
+        is_favorite = await service.is_favorite_id(session, recipe_id, user)
+    return _reply(request, entry.head, entry.content, entry.etag, is_favorite, entry.public)
+
+
+def _visible(entry: HeadEntry, user: Any) -> bool:
+    if entry.public:
+        return True
+    return bool(entry.owner_id == user.id or service.is_admin(user))
 
 
 @router.put("/recipes/{recipe_id}", response_model=RecipeOut,
@@ -171,32 +222,31 @@ async def update_recipe(recipe_id: uuid.UUID, body: RecipeUpdate, user: CurrentU
                         rt: RuntimeDep, session: DbSession, request: Request) -> Response:
     """Replace the content: a new version. `If-Match` with the current `ETag` is required."""
     recipe = await service.editable(session, recipe_id, user)
-    _check_if_match(request, recipe, await service.is_favorite(session, recipe, user))
+    _check_if_match(request, recipe)
     recipe = await service.update(session, recipe, user, body)
+    cache.changed(rt, session, recipe.id)
     return await _recipe_response(request, rt, session, recipe, user)
 
 
-def _check_if_match(request: Request, recipe: Recipe, is_favorite: bool | None) -> None:
-    etag = recipe_etag(recipe)
-    accepted = {etag, f'{etag[:-1]}-{int(bool(is_favorite))}"'}
+def _check_if_match(request: Request, recipe: Recipe) -> None:
+    """`If-Match` must name the current state: the plain tag or a caller's favourite variant."""
+    etag = hot.head_etag(render.head_dict(recipe))
     header = request.headers.get("if-match")
     if header is None:
         raise PreconditionRequired()
-    for tag in accepted:
-        try:
-            check_if_match(request, tag, required=True)
-            return
-        except PreconditionFailed:
-            continue
-    raise PreconditionFailed()
+    accepted = {etag, _favorite_etag(etag, True), _favorite_etag(etag, False)}
+    if header.strip() != "*" and not accepted & {t.strip() for t in header.split(",")}:
+        raise PreconditionFailed()
 
 
 @router.delete("/recipes/{recipe_id}", status_code=204,
                responses=responses(NotAuthenticated, Forbidden, NotFound))
-async def archive_recipe(recipe_id: uuid.UUID, user: CurrentUser, session: DbSession) -> Response:
+async def archive_recipe(recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep,
+                         session: DbSession) -> Response:
     """Archive: hidden from lists, kept for sessions and devices (which get a tombstone)."""
     recipe = await service.editable(session, recipe_id, user)
     await service.archive(session, recipe, user)
+    cache.changed(rt, session, recipe.id)
     return Response(status_code=204)
 
 
@@ -209,6 +259,7 @@ async def publish_recipe(recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep
     `step_out_of_range` lists each violation (step index, field, value, limit, profile)."""
     recipe = await service.editable(session, recipe_id, user)
     recipe = await service.publish(session, recipe, user)
+    cache.changed(rt, session, recipe.id)
     return await _recipe_response(request, rt, session, recipe, user)
 
 
@@ -254,20 +305,25 @@ async def restore_version(recipe_id: uuid.UUID, number: int, user: CurrentUser, 
     """A new version whose content equals version `number`."""
     recipe = await service.editable(session, recipe_id, user)
     recipe = await service.restore(session, recipe, user, number)
+    cache.changed(rt, session, recipe.id)
     return await _recipe_response(request, rt, session, recipe, user)
 
 
 @router.put("/recipes/{recipe_id}/favorite", status_code=204,
             responses=responses(NotAuthenticated, NotFound))
-async def favorite(recipe_id: uuid.UUID, user: CurrentUser, session: DbSession) -> Response:
+async def favorite(recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep,
+                   session: DbSession) -> Response:
     recipe = await service.readable(session, recipe_id, user)
     await service.set_favorite(session, recipe, user, True)
+    cache.changed(rt, session, recipe.id)
     return Response(status_code=204)
 
 
 @router.delete("/recipes/{recipe_id}/favorite", status_code=204,
                responses=responses(NotAuthenticated, NotFound))
-async def unfavorite(recipe_id: uuid.UUID, user: CurrentUser, session: DbSession) -> Response:
+async def unfavorite(recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep,
+                     session: DbSession) -> Response:
     recipe = await service.readable(session, recipe_id, user)
     await service.set_favorite(session, recipe, user, False)
+    cache.changed(rt, session, recipe.id)
     return Response(status_code=204)

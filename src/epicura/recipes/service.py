@@ -247,6 +247,10 @@ async def is_favorite(session: AsyncSession, recipe: Recipe, user: User | None) 
     return None if user is None else await repository.is_favorite(session, user.id, recipe.id)
 
 
+async def is_favorite_id(session: AsyncSession, recipe_id: uuid.UUID, user: User) -> bool:
+    return await repository.is_favorite(session, user.id, recipe_id)
+
+
 async def tag_counts(session: AsyncSession, limit: int = 200) -> list[tuple[str, int]]:
     return await repository.tag_counts(session, limit)
 

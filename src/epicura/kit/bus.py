@@ -1,0 +1,92 @@
+"""A best-effort broadcast between the instances of the service, over Redis pub/sub.
+
+For messages whose loss is tolerable because something else repairs it: cache invalidation
+(entries also expire) and, later, live events (clients resume with `since`). Durable work goes
+through the job table instead. On the embedded default the in-process Redis stand-in carries the
+same messages. After the listener loses its connection it tells `on_reset` subscribers, since
+messages may have been missed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from epicura.kit.kv import Keys
+
+log = structlog.get_logger("epicura.bus")
+
+Handler = Callable[[dict[str, Any]], None]
+ResetHandler = Callable[[], None]
+
+
+class EventBus:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._reset_handlers: list[ResetHandler] = []
+        self.ready = asyncio.Event()
+
+    def subscribe(self, channel: str, handler: Handler) -> None:
+        self._handlers[channel].append(handler)
+
+    def on_reset(self, handler: ResetHandler) -> None:
+        self._reset_handlers.append(handler)
+
+    async def publish(self, channel: str, payload: dict[str, Any]) -> None:
+        try:
+            await self.redis.publish(self.keys("bus", channel), orjson.dumps(payload, default=str))
+        except RedisError as exc:
+            log.warning("bus_publish_failed", channel=channel, error=type(exc).__name__)
+
+    def _dispatch(self, raw_channel: bytes, data: bytes) -> None:
+        channel = raw_channel.decode().removeprefix(self.keys("bus", ""))
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning("bus_bad_message", channel=channel)
+            return
+        for handler in self._handlers.get(channel, ()):
+            try:
+                handler(payload)
+            except Exception:
+                log.exception("bus_handler_failed", channel=channel)
+
+    def _reset(self) -> None:
+        for handler in self._reset_handlers:
+            handler()
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting with backoff."""
+        delay = 0.5
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("bus_listener_lost", error=type(exc).__name__)
+                self.ready.clear()
+                self._reset()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _listen(self) -> None:
+        pubsub = self.redis.pubsub()
+        try:
+            await pubsub.psubscribe(self.keys("bus", "*"))
+            self.ready.set()
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "pmessage":
+                    self._dispatch(message["channel"], message["data"])
+        finally:
+            await pubsub.aclose()

@@ -1,0 +1,34 @@
+"""A raw asyncpg pool for the hottest read-only queries (PostgreSQL only).
+
+SQLAlchemy's session costs a BEGIN/ROLLBACK and ORM work per request, and asyncpg's default pool
+sends a reset query on every release (see research/performance-anchors.md). Queries on this pool
+only read with single statements and never change session state (no SET, LISTEN, advisory locks,
+cursors or open transactions), which is what makes skipping the reset safe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+
+async def _no_reset(_connection: asyncpg.Connection) -> None:
+    return None
+
+
+def plain_dsn(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def create(sqlalchemy_url: str, size: int) -> asyncpg.Pool[Any]:
+    pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
+        plain_dsn(sqlalchemy_url),
+        min_size=1,
+        max_size=size,
+        reset=_no_reset,
+        timeout=5,
+        command_timeout=10,
+        max_inactive_connection_lifetime=60,
+    )
+    return pool
