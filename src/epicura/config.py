@@ -57,6 +57,7 @@ class Settings(BaseSettings):
 
     s3_bucket: str | None = None
     s3_endpoint: str | None = None
+    s3_region: str | None = None  # else AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
     fcm_service_account: SecretStr | None = None
     apns_key_id: str | None = None
 
@@ -65,6 +66,7 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = 1024 * 1024
     max_upload_body_bytes: int = 10 * 1024 * 1024
     rate_limit_enabled: bool = True
+    recipe_cache_enabled: bool = True
     login_ip_per_minute: int = 20
     user_requests_per_minute: int = 120
 

@@ -36,6 +36,7 @@ RESET_TTL = timedelta(minutes=30)
 RESET_PER_ACCOUNT = "3/hour"
 RESET_PER_IP = "10/hour"
 REVOCATION_REBUILD_JOB = "auth.revocation.rebuild"
+RESET_REQUEST_JOB = "auth.password_reset.request"
 REGISTERED_DETAIL = "If the address can be used, a confirmation e-mail is on its way."
 FORGOT_DETAIL = "If an account uses this address, a reset link is on its way."
 
@@ -286,6 +287,12 @@ async def forgot_password(rt: Runtime, session: AsyncSession, email: str, ip: st
     except RateLimited:
         metrics.auth_events.labels("reset_suppressed").inc()
         return
+    # The lookup happens in a job: known and unknown addresses cost the request the same.
+    rt.jobs.enqueue(session, RESET_REQUEST_JOB, {"ip": ip}, secrets={"email": email})
+
+
+async def send_reset_link(rt: Runtime, session: AsyncSession, email: str, ip: str) -> None:
+    """The reset job: issue a link to the account at this address, if there is one."""
     user = await repository.user_by_email(session, email)
     if user is None or not user.is_active:
         return

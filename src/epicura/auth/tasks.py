@@ -6,7 +6,7 @@ from typing import Any
 
 from epicura.auth import service
 from epicura.auth.emails import EMAIL_JOB, TEMPLATES
-from epicura.auth.service import REVOCATION_REBUILD_JOB
+from epicura.auth.service import RESET_REQUEST_JOB, REVOCATION_REBUILD_JOB
 from epicura.kit import jobs
 from epicura.kit.mail import compose
 from epicura.kit.runtime import Runtime
@@ -29,3 +29,10 @@ async def send_email(ctx: jobs.JobContext, payload: dict[str, Any]) -> None:
 async def rebuild_revocations(ctx: jobs.JobContext, _payload: dict[str, Any]) -> None:
     rt: Runtime = ctx.extras["runtime"]
     await service.revocations(rt).rebuild()
+
+
+@jobs.handler(RESET_REQUEST_JOB)
+async def reset_request(ctx: jobs.JobContext, payload: dict[str, Any]) -> None:
+    rt: Runtime = ctx.extras["runtime"]
+    async with rt.db.transaction() as session:
+        await service.send_reset_link(rt, session, payload["email"], payload["ip"])

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ ACCESS_TOKEN_MEDIA_TYPE = "at+jwt"  # RFC 9068 `typ` header
 
 class PasswordHasher:
     def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int) -> None:
+        self._params = (memory_kib, time_cost, parallelism)
         self._hash = PasswordHash(
             (Argon2Hasher(memory_cost=memory_kib, time_cost=time_cost, parallelism=parallelism),)
         )
@@ -47,7 +49,17 @@ class PasswordHasher:
         )
         if stored is None:
             return False, None
+        if updated is not None and not self._weaker_than_configured(stored):
+            updated = None  # a hash made stronger than today's settings is kept as it is
         return bool(matches), updated
+
+    def _weaker_than_configured(self, stored: str) -> bool:
+        found = re.search(r"\$m=(\d+),t=(\d+),p=(\d+)\$", stored)
+        if found is None or not stored.startswith("$argon2id$"):
+            return True  # another algorithm or variant: always upgrade
+        memory, time_cost, parallelism = (int(part) for part in found.groups())
+        want_memory, want_time, want_parallelism = self._params
+        return memory < want_memory or time_cost < want_time or parallelism < want_parallelism
 
 
 def new_opaque_token(nbytes: int = 32) -> str:

@@ -57,7 +57,7 @@ class HeadCache:
         return entry
 
     def store(self, recipe_id: uuid.UUID, token: tuple[int, int], entry: HeadEntry) -> None:
-        if token != self.token(recipe_id):
+        if token != self.token(recipe_id) or self.capacity == 0:
             return  # changed while we were reading: do not keep what we read
         self._entries[recipe_id] = entry
         self._entries.move_to_end(recipe_id)
@@ -90,7 +90,7 @@ class PageCache:
         return found[1]
 
     def store(self, key: str, generation: int, body: bytes) -> None:
-        if generation != self.generation:
+        if generation != self.generation or self.capacity == 0:
             return
         self._pages[key] = (time.monotonic() + self.ttl_s, body)
         self._pages.move_to_end(key)
@@ -123,7 +123,9 @@ class RecipeCaches:
 def caches(rt: Runtime) -> RecipeCaches:
     found: RecipeCaches | None = rt.extras.get("recipe_caches")
     if found is None:
-        found = RecipeCaches(HeadCache(), PageCache())
+        enabled = rt.settings.recipe_cache_enabled
+        found = RecipeCaches(HeadCache(capacity=50_000 if enabled else 0),
+                             PageCache(capacity=2_000 if enabled else 0))
         rt.extras["recipe_caches"] = found
         rt.bus.subscribe(CHANNEL, found.on_change)
         rt.bus.on_reset(found.reset)

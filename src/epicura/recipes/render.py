@@ -45,6 +45,8 @@ class VersionCache:
 
     def put(self, recipe_id: uuid.UUID, version: int, content: dict[str, Any]) -> bytes:
         rendered = orjson.dumps(content, default=str)
+        if self.capacity == 0:
+            return rendered
         self._items[(recipe_id, version)] = rendered
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)

@@ -51,10 +51,11 @@ LIST_CACHE = "public, max-age=15"
 
 
 def render_cache(rt: RuntimeDep) -> render.VersionCache:
-    cache = rt.extras.get("recipe_versions")
-    if cache is None:
-        cache = rt.extras["recipe_versions"] = render.VersionCache()
-    return cache
+    found: render.VersionCache | None = rt.extras.get("recipe_versions")
+    if found is None:
+        capacity = 20_000 if rt.settings.recipe_cache_enabled else 0
+        found = rt.extras["recipe_versions"] = render.VersionCache(capacity)
+    return found
 
 
 def image_url(rt: RuntimeDep) -> render.ImageUrl:

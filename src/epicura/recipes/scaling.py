@@ -34,9 +34,9 @@ Units of the output (``units``):
 - ``metric``: oz and lb become g/kg; fl_oz, cup, pint and quart become ml/l (then as above).
 - ``imperial``: masses become oz (below 2 lb) or lb (from 2 lb); a mass below ¼ oz (7 g)
   stays metric, since fractions of an ounce that small cannot be measured. Volumes become cups
-  from ¼ cup (59 ml), tbsp from 1 tbsp (15 ml) and tsp below that: kitchen spoons read better
-  than fractions of a fluid ounce. Every ``temperature_c`` in step params gets a
-  ``temperature_f`` beside it (instruction text is never rewritten).
+  from 3½ tbsp (52 ml, which rounds to ¼ cup), tbsp from 1 tbsp (15 ml) and tsp below that:
+  kitchen spoons read better than fractions of a fluid ounce. Every ``temperature_c`` in step
+  params gets a ``temperature_f`` beside it (instruction text is never rewritten).
 
 In every mode tsp and tbsp, pinches, pieces and the other counted units stay what they are.
 
@@ -75,6 +75,9 @@ CUP_ML = FL_OZ_ML * 8
 PINT_ML = CUP_ML * 2
 QUART_ML = CUP_ML * 4
 CAN_G = Decimal(400)
+# Imperial volumes are shown in cups from 3½ tbsp (52 ml), which rounds to ¼ cup: 4 tbsp and
+# ¼ cup are the same amount, and ¼ cup written as metric (59 ml) must read ¼ cup again.
+CUPS_FROM_ML = TBSP_ML * Decimal("3.5")
 
 MASS: dict[str, Decimal] = {"mg": Decimal("0.001"), "g": Decimal(1), "kg": Decimal(1000),
                             "oz": OZ_G, "lb": LB_G}
@@ -174,7 +177,7 @@ def imperial_amount(base: Decimal, *, mass: bool, small_unit: bool = False) -> t
             if rounded < 32:
                 return rounded, "oz"
         return round_in_unit(base / LB_G, "lb"), "lb"
-    if base >= CUP_ML / 4:
+    if base >= CUPS_FROM_ML:
         return round_cups(base / CUP_ML), "cup"
     if base >= TBSP_ML:
         return round_in_unit(base / TBSP_ML, "tbsp"), "tbsp"
@@ -213,7 +216,8 @@ def scale_ingredient(ingredient: Mapping[str, Any], factor: Decimal,
     scaled = dict(ingredient)
     quantity = _quantity(ingredient.get("quantity"))
     if quantity is not None:
-        scaled["quantity"], scaled["unit"] = present(quantity * factor, ingredient.get("unit"), units)
+        unit = ingredient.get("unit")
+        scaled["quantity"], scaled["unit"] = present(quantity * factor, unit, units)
     return scaled
 
 
