@@ -7,6 +7,7 @@ request id).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -14,10 +15,10 @@ from typing import Any, ClassVar
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match
 
 log = structlog.get_logger("epicura.errors")
 
@@ -201,6 +202,10 @@ _FRAMEWORK_CODES = {
 }
 
 
+# What FastAPI answers when reading the JSON body fails other than by a syntax error.
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 def _validation_items(exc: RequestValidationError) -> list[ErrorItem]:
     items = []
     for err in exc.errors():
@@ -217,11 +222,35 @@ def _allowed_methods(request: Request) -> str:
     """Every method of every route on this path: the router's own 405 names only the first
     route's, but one path often has several routes (GET, PATCH, DELETE)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+    for context in iter_route_contexts(request.app.router.routes):
+        regex = getattr(context, "path_regex", None)
+        if regex is not None and regex.match(request.scope["path"]):
+            methods.update(context.methods or ())
     return ", ".join(sorted(methods))
+
+
+_CONNECTION_ERROR_NAMES = frozenset({
+    "ConnectionDoesNotExistError", "CannotConnectNowError", "InterfaceError",
+    "ConnectionFailureError", "TooManyConnectionsError", "PostgresConnectionError",
+})
+
+
+def is_dependency_down(exc: BaseException) -> bool:
+    """A lost or refused connection to the database or Redis, not a bug in a query."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or (
+            exc.orig is not None and is_dependency_down(exc.orig))
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | RedisConnectionError
+                  | RedisTimeoutError):
+        return True
+    return type(exc).__name__ in _CONNECTION_ERROR_NAMES
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -237,6 +266,8 @@ def install_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+            return render(MalformedBody())  # not UTF-8, nested too deep...: as any bad JSON
         code, title = _FRAMEWORK_CODES.get(
             exc.status_code, ("http_error", HTTPStatus(exc.status_code).phrase)
         )
@@ -247,6 +278,9 @@ def install_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, code, title, detail, headers=headers)
 
     async def on_unhandled(_request: Request, exc: Exception) -> Response:
+        if is_dependency_down(exc):
+            log.warning("dependency_unavailable", error=type(exc).__name__)
+            return render(DependencyUnavailable("A service this request needs is unreachable"))
         log.error("unhandled_error", exc_info=exc)
         return problem_response(500, "internal_error", "Internal server error")
 

@@ -12,14 +12,17 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from fastapi.routing import iter_route_contexts
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epicura.kit import metrics
-from epicura.kit.errors import PROBLEM_MEDIA_TYPE
+from epicura.kit.errors import PROBLEM_MEDIA_TYPE, is_dependency_down
 from epicura.kit.ids import uuid7
 from epicura.kit.logging import redact_text, request_id_var
 
 log = structlog.get_logger("epicura.access")
+error_log = structlog.get_logger("epicura.errors")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 SECURITY_HEADERS = (
@@ -33,8 +36,12 @@ API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'no
 HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 
 
-class BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(HTTPException):
+    """Raised by `receive` once a body passes the cap. An `HTTPException`, so the framework
+    answers 413 even when it is reading the body (it turns other errors there into 400)."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "The request body is too large")
 
 
 def header_value(scope: Scope, name: bytes) -> str | None:
@@ -73,6 +80,7 @@ class EdgeMiddleware:
         self.max_json_bytes = max_json_bytes
         self.max_upload_bytes = max_upload_bytes
         self.hsts = hsts
+        self._templates: dict[int, str] = {}
 
     def _cap(self, scope: Scope) -> int:
         content_type = header_value(scope, b"content-type") or ""
@@ -150,6 +158,25 @@ class EdgeMiddleware:
             for message in problem_messages(413, "body_too_large", "The request body is too large",
                                     request_id):
                 await send(message)
+        except Exception as exc:
+            # Answered here rather than by the framework's last-resort handler, which runs outside
+            # this layer: the log line and the reply then carry the request id and the headers.
+            if status_holder["started"]:
+                raise
+            if is_dependency_down(exc):
+                error_log.warning("dependency_unavailable", error=type(exc).__name__)
+                start, body = problem_messages(503, "dependency_unavailable",
+                                               "A service this request needs is unreachable",
+                                               request_id)
+                start["headers"].append((b"retry-after", b"5"))
+            else:
+                error_log.error("unhandled_error", exc_info=True)
+                start, body = problem_messages(500, "internal_error", "Internal server error",
+                                               request_id)
+            status_holder["status"] = start["status"]
+            start["headers"] = [h for h in start["headers"] if h[0] != b"x-request-id"]
+            await send_with_headers(start)
+            await send_with_headers(body)
         finally:
             metrics.http_in_flight.dec()
 
@@ -160,8 +187,25 @@ class EdgeMiddleware:
         finally:
             request_id_var.reset(token)
 
+    def _route_template(self, scope: MutableMapping[str, Any]) -> str:
+        """The matched route's full path template (`/api/v1/admin/users/{user_id}`): the route in
+        the scope knows only its path inside the router that was included under a prefix."""
+        route = scope.get("route")
+        if route is None:
+            return "unmatched"
+        template = self._templates.get(id(route))
+        if template is None:
+            template = getattr(route, "path", None) or "unmatched"
+            router = getattr(scope.get("app"), "router", None)
+            for context in iter_route_contexts(getattr(router, "routes", [])):
+                if context.original_route is route:
+                    template = context.path_format or context.path or template
+                    break
+            self._templates[id(route)] = template
+        return template
+
     def _observe(self, scope: MutableMapping[str, Any], status: int, elapsed: float) -> None:
-        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        route = self._route_template(scope)
         method = scope.get("method", "")
         metrics.http_requests.labels(method, route, str(status)).inc()
         metrics.http_latency.labels(method, route).observe(elapsed)

@@ -24,7 +24,7 @@ def plain_dsn(sqlalchemy_url: str) -> str:
 async def create(sqlalchemy_url: str, size: int) -> asyncpg.Pool[Any]:
     pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
         plain_dsn(sqlalchemy_url),
-        min_size=1,
+        min_size=0,  # connect on first use: the process starts (and says "not ready") without PG
         max_size=size,
         reset=_no_reset,
         timeout=5,
