@@ -174,6 +174,73 @@ async def _create_admin(email: str, display_name: str, password: str) -> None:
         await runtime.close()
 
 
+@main.command()
+@click.option("--demo", is_flag=True,
+              help="Load the admin, the demo user and the official demo recipes (idempotent).")
+@click.option("--recipes", "count", type=click.IntRange(min=1, max=10_000_000), default=None,
+              metavar="N", help="Generate N synthetic public recipes for benchmarks.")
+@click.option("--seed-value", type=int, default=0, show_default=True,
+              help="Random seed of the synthetic recipes: the same seed gives the same recipes.")
+@click.option("--batch-size", type=click.IntRange(min=1, max=20_000), default=2000,
+              show_default=True, help="Synthetic recipes written per transaction.")
+@click.option("--admin-password", envvar="EPICURA_SEED_ADMIN_PASSWORD", default=None,
+              help="Password of admin@epicura.local (default: generated and printed when the "
+                   "account is created; an existing account keeps its password).")
+@click.option("--demo-password", envvar="EPICURA_SEED_DEMO_PASSWORD", default=None,
+              help="Password of demo@epicura.local (same rules as --admin-password).")
+def seed(demo: bool, count: int | None, seed_value: int, batch_size: int,
+         admin_password: str | None, demo_password: str | None) -> None:
+    """Load demo data (--demo) and/or synthetic recipes for benchmarks (--recipes N)."""
+    if not demo and count is None:
+        raise click.UsageError("nothing to do: give --demo and/or --recipes N")
+    settings = _settings()
+    if settings.is_production:
+        click.echo("refusing to seed demo or benchmark data in production", err=True)
+        sys.exit(2)
+    for password in (admin_password, demo_password):
+        if password is not None:  # registration's rules; `.local` is no registrable address
+            _check_admin_input("seed@example.com", "Seed", password)
+    asyncio.run(_seed(demo, count, seed_value, batch_size, admin_password, demo_password))
+
+
+async def _seed(demo: bool, count: int | None, seed_value: int, batch_size: int,
+                admin_password: str | None, demo_password: str | None) -> None:
+    import time
+
+    from epicura.kit.errors import ProblemError
+    from epicura.kit.runtime import Runtime
+    from epicura.migrate import upgrade_to_head
+    from epicura.recipes import seed as seeding
+
+    settings = _settings()
+    if settings.embedded:
+        await upgrade_to_head(settings)
+    runtime = Runtime.build(settings)
+    try:
+        if demo:
+            report = await seeding.seed_demo(runtime, admin_password=admin_password,
+                                             demo_password=demo_password)
+            click.echo(seeding.describe(report.admin))
+            click.echo(seeding.describe(report.demo))
+            click.echo(f"demo recipes: {len(report.created)} created, {report.existing} "
+                       "already there")
+        if count is not None:
+            started = time.perf_counter()
+            with click.progressbar(length=count, label="synthetic recipes") as bar:
+                synthetic = await seeding.seed_synthetic(
+                    runtime, count, seed_value=seed_value, batch_size=batch_size,
+                    admin_password=admin_password, on_progress=bar.update)
+            elapsed = time.perf_counter() - started
+            if not demo:
+                click.echo(seeding.describe(synthetic.admin))
+            click.echo(f"synthetic recipes: {count} created in {elapsed:.1f} s "
+                       f"({count / elapsed:,.0f}/s, seed value {seed_value})")
+    except ProblemError as exc:
+        raise click.ClickException(exc.title) from exc
+    finally:
+        await runtime.close()
+
+
 @main.group()
 def config() -> None:
     """Settings."""
