@@ -75,18 +75,28 @@ async def prepare(count: int) -> tuple[list[str], str]:
     conn = await asyncpg.connect(env(True)["DATABASE_URL"])
     try:
         have = await conn.fetchval(
-            "SELECT count(*) FROM recipes WHERE status = 'published' AND visibility = 'public'")
+            "SELECT count(*) FROM recipes WHERE status = 'published' AND visibility = 'public'"
+        )
         if have < count:
             print(f"seeding {count - have} recipes …", flush=True)
-            subprocess.run([EPICURA, "seed", "--recipes", str(count - have)], env=env(True),
-                           check=True, cwd=ROOT)
-        ids = [str(r["id"]) for r in await conn.fetch(
-            "SELECT id FROM recipes WHERE status = 'published' AND visibility = 'public' "
-            "ORDER BY random() LIMIT 1000")]
+            subprocess.run(
+                [EPICURA, "seed", "--recipes", str(count - have)],
+                env=env(True),
+                check=True,
+                cwd=ROOT,
+            )
+        ids = [
+            str(r["id"])
+            for r in await conn.fetch(
+                "SELECT id FROM recipes WHERE status = 'published' AND visibility = 'public' "
+                "ORDER BY random() LIMIT 1000"
+            )
+        ]
         words = await conn.fetch(
             "SELECT lower(w) AS w, count(*) AS n FROM recipes, "
             "regexp_split_to_table(title, '\\s+') AS w WHERE length(w) > 4 "
-            "GROUP BY 1 ORDER BY 2 DESC LIMIT 20")
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 20"
+        )
         word = random.Random(7).choice([r["w"] for r in words[5:]] or ["soup"])
     finally:
         await conn.close()
@@ -95,8 +105,9 @@ async def prepare(count: int) -> tuple[list[str], str]:
 
 def start_server(port: int, cache: bool) -> subprocess.Popen[bytes]:
     command = ["taskset", "-c", "0", EPICURA, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(command, env=env(cache), cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        command, env=env(cache), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -154,9 +165,11 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=40)
-    print(f"\n{args.recipes} recipes; 1 server process on CPU 0, wrk -t1 -c64 on CPU 1; "
-          f"median of {args.rounds} × {args.duration} s\n")
-    print(f"| endpoint | cache | requests/s | p99 ms | non-2xx |\n|---|---|---|---|---|")
+    print(
+        f"\n{args.recipes} recipes; 1 server process on CPU 0, wrk -t1 -c64 on CPU 1; "
+        f"median of {args.rounds} × {args.duration} s\n"
+    )
+    print("| endpoint | cache | requests/s | p99 ms | non-2xx |\n|---|---|---|---|---|")
     for (mode, name), runs in results.items():
         rps = statistics.median(r[0] for r in runs)
         p99 = statistics.median(r[1] for r in runs)

@@ -30,7 +30,7 @@ class _Collector:
     def __init__(self, box: Mailbox) -> None:
         self.box = box
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content)
         self.box.deliver(message)
         return "250 OK"
@@ -106,17 +106,25 @@ class Service:
             total += ran
         return total
 
-    async def register(self, email_address: str, password: str = STRONG_PASSWORD,
-                       name: str = "Test Cook") -> httpx2.Response:
-        return await self.client.post(f"{API}/auth/register", json={
-            "email": email_address, "password": password, "display_name": name})
+    async def register(
+        self, email_address: str, password: str = STRONG_PASSWORD, name: str = "Test Cook"
+    ) -> httpx2.Response:
+        return await self.client.post(
+            f"{API}/auth/register",
+            json={"email": email_address, "password": password, "display_name": name},
+        )
 
-    async def login(self, email_address: str, password: str = STRONG_PASSWORD,
-                    session_name: str = "pytest") -> httpx2.Response:
-        return await self.client.post(f"{API}/auth/login", json={
-            "email": email_address, "password": password, "session_name": session_name})
+    async def login(
+        self, email_address: str, password: str = STRONG_PASSWORD, session_name: str = "pytest"
+    ) -> httpx2.Response:
+        return await self.client.post(
+            f"{API}/auth/login",
+            json={"email": email_address, "password": password, "session_name": session_name},
+        )
 
-    async def signed_up(self, email_address: str, password: str = STRONG_PASSWORD) -> dict[str, Any]:
+    async def signed_up(
+        self, email_address: str, password: str = STRONG_PASSWORD
+    ) -> dict[str, Any]:
         """Register and log in; returns the token pair."""
         assert (await self.register(email_address, password)).status_code == 202
         reply = await self.login(email_address, password)
@@ -131,8 +139,9 @@ def bearer(tokens: dict[str, Any] | str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running(settings: Settings, mailbox: Mailbox, *, run_jobs: bool = False,
-                  client_ip: str = "127.0.0.1") -> AsyncIterator[Service]:
+async def running(
+    settings: Settings, mailbox: Mailbox, *, run_jobs: bool = False, client_ip: str = "127.0.0.1"
+) -> AsyncIterator[Service]:
     app = create_app(settings, run_jobs=run_jobs)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         transport = httpx2.ASGITransport(app=manager.app, client=(client_ip, 40000))

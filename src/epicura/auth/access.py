@@ -50,16 +50,19 @@ async def current_principal(
     try:
         claims = verify_access_token(rt, token)
         principal = Principal(
-            user_id=uuid.UUID(claims["sub"]), session_id=uuid.UUID(claims["sid"]),
-            role=str(claims["role"]), email=str(claims["email"]),
+            user_id=uuid.UUID(claims["sub"]),
+            session_id=uuid.UUID(claims["sid"]),
+            role=str(claims["role"]),
+            email=str(claims["email"]),
         )
     except (jwt.InvalidTokenError, ValueError, KeyError, TypeError) as exc:
         metrics.auth_events.labels("bad_access_token").inc()
         raise NotAuthenticated() from exc
     if await service.revocations(rt).is_revoked(principal.session_id):
         raise NotAuthenticated()
-    await rt.limiter.hit(f"{rt.settings.user_requests_per_minute}/minute", "user",
-                         str(principal.user_id))
+    await rt.limiter.hit(
+        f"{rt.settings.user_requests_per_minute}/minute", "user", str(principal.user_id)
+    )
     request.state.principal = principal
     return principal
 
@@ -89,7 +92,9 @@ CurrentAdmin = Annotated[User, Depends(current_admin)]
 
 
 async def optional_user(
-    request: Request, rt: RuntimeDep, session: DbSession,
+    request: Request,
+    rt: RuntimeDep,
+    session: DbSession,
     token: Annotated[str | None, Depends(bearer)],
 ) -> User | None:
     """The caller on public routes that show more to a signed-in user; a token that is sent

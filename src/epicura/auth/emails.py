@@ -32,7 +32,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     ),
     "token_reuse": (
         "We signed out one of your devices",
-        "Hello {name},\n\nan old sign-in token of the session \"{session_name}\" was used again, "
+        'Hello {name},\n\nan old sign-in token of the session "{session_name}" was used again, '
         "which can mean it was copied. We ended that session. If you do not recognise this, "
         "change your password.\n",
     ),
@@ -40,12 +40,18 @@ TEMPLATES: dict[str, tuple[str, str]] = {
 
 
 def queue_email(
-    rt: Runtime, session: AsyncSession, *, to: str, template: str, name: str,
-    link_path: str | None = None, token: str | None = None, **params: str,
+    rt: Runtime,
+    session: AsyncSession,
+    *,
+    to: str,
+    template: str,
+    name: str,
+    link_path: str | None = None,
+    token: str | None = None,
+    **params: str,
 ) -> None:
     """Queue an e-mail in the caller's transaction. A link's token travels sealed."""
     payload = {"to": to, "template": template, "params": {"name": name, **params}}
     if link_path is not None:
         payload["link_path"] = link_path
     rt.jobs.enqueue(session, EMAIL_JOB, payload, secrets={"token": token} if token else None)
-

@@ -12,7 +12,10 @@ from epicura.kit.db import Base, uuid_pk
 
 ROLE_USER, ROLE_ADMIN = "user", "admin"
 TOKEN_ACTIVE, TOKEN_ROTATED, TOKEN_SUPERSEDED, TOKEN_REVOKED = (
-    "active", "rotated", "superseded", "revoked",
+    "active",
+    "rotated",
+    "superseded",
+    "revoked",
 )
 PURPOSE_VERIFY_EMAIL, PURPOSE_RESET_PASSWORD = "verify_email", "reset_password"
 

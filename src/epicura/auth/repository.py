@@ -43,10 +43,14 @@ async def search_users(
 ) -> Sequence[User]:
     query = select(User).where(User.deleted_at.is_(None))
     if q:
-        pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = (
+            "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
         query = query.where(
-            or_(User.email.like(pattern, escape="\\"),
-                func.lower(User.display_name).like(pattern, escape="\\"))
+            or_(
+                User.email.like(pattern, escape="\\"),
+                func.lower(User.display_name).like(pattern, escape="\\"),
+            )
         )
     if role:
         query = query.where(User.role == role)
@@ -90,7 +94,11 @@ async def child_token(session: AsyncSession, parent_id: uuid.UUID) -> RefreshTok
 
 
 async def mark_token(
-    session: AsyncSession, token_id: uuid.UUID, *, from_state: str, to_state: str,
+    session: AsyncSession,
+    token_id: uuid.UUID,
+    *,
+    from_state: str,
+    to_state: str,
     at: datetime | None = None,
 ) -> bool:
     """Compare-and-set the state of one token; False if someone else changed it first."""
@@ -129,7 +137,10 @@ async def active_login_sessions(
 
 
 async def revoke_login_sessions(
-    session: AsyncSession, user_id: uuid.UUID, now: datetime, reason: str,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    now: datetime,
+    reason: str,
     only: uuid.UUID | None = None,
 ) -> list[uuid.UUID]:
     """Revoke the user's live sessions (or just `only`) and their tokens; returns their ids."""

@@ -8,6 +8,7 @@ answers; if neither can, the request fails closed with 503.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -52,10 +53,8 @@ class RevocationSet:
         except RedisError as exc:
             log.warning("revocation_publish_failed", error=type(exc).__name__)
             self._unpublished.update(sids)
-            try:
+            with contextlib.suppress(RedisError):
                 await self.redis.delete(self.ready_key)
-            except RedisError:
-                pass
             return False
 
     async def _publish(self, sids: Iterable[uuid.UUID]) -> None:

@@ -63,8 +63,13 @@ def _known_timezone(value: str) -> str:
 TimeZone = Annotated[
     str,
     AfterValidator(_known_timezone),
-    WithJsonSchema({"type": "string", "format": "iana-time-zone", "maxLength": 64,
-                    "description": "An IANA time zone name, e.g. `Europe/Paris` or `UTC`"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "iana-time-zone",
+            "description": "An IANA time zone name, e.g. `Europe/Paris` or `UTC`",
+        }
+    ),
 ]
 
 

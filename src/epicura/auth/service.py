@@ -100,8 +100,15 @@ def revocations(rt: Runtime) -> RevocationSet:
 
 
 async def register(
-    rt: Runtime, session: AsyncSession, *, email: str, password: str, display_name: str,
-    locale: str, timezone: str, ip: str,
+    rt: Runtime,
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    display_name: str,
+    locale: str,
+    timezone: str,
+    ip: str,
 ) -> None:
     """Create the account and send a verification link; for a taken address create nothing and
     tell its owner. The caller cannot tell which happened (same reply, same work)."""
@@ -112,20 +119,38 @@ async def register(
     existing = await repository.user_by_email(session, email)
     if existing is not None:
         if existing.is_active:
-            queue_email(rt, session, to=email, template="already_registered",
-                        name=existing.display_name)
-        audit.record(session, "auth.register.duplicate", actor_id=None, actor_type="system",
-                     target_type="user", target_id=existing.id, ip=ip)
+            queue_email(
+                rt, session, to=email, template="already_registered", name=existing.display_name
+            )
+        audit.record(
+            session,
+            "auth.register.duplicate",
+            actor_id=None,
+            actor_type="system",
+            target_type="user",
+            target_id=existing.id,
+            ip=ip,
+        )
         return
     now = clock.utcnow()
-    user = User(email=email, display_name=display_name, role=ROLE_USER, locale=locale,
-                timezone=timezone, email_verified=False, is_active=True,
-                password_hash=password_hash, created_at=now, updated_at=now)
+    user = User(
+        email=email,
+        display_name=display_name,
+        role=ROLE_USER,
+        locale=locale,
+        timezone=timezone,
+        email_verified=False,
+        is_active=True,
+        password_hash=password_hash,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(user)
     await session.flush()
     await _send_verification(rt, session, user, now)
-    audit.record(session, "auth.register", actor_id=user.id, target_type="user",
-                 target_id=user.id, ip=ip)
+    audit.record(
+        session, "auth.register", actor_id=user.id, target_type="user", target_id=user.id, ip=ip
+    )
 
 
 async def _issue_email_token(
@@ -133,16 +158,29 @@ async def _issue_email_token(
 ) -> str:
     await repository.retire_email_tokens(session, user.id, purpose, now)
     raw = new_opaque_token(32)
-    session.add(EmailToken(user_id=user.id, purpose=purpose,
-                           token_hash=token_digest(raw, rt.refresh_key),
-                           created_at=now, expires_at=now + ttl))
+    session.add(
+        EmailToken(
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=token_digest(raw, rt.refresh_key),
+            created_at=now,
+            expires_at=now + ttl,
+        )
+    )
     return raw
 
 
 async def _send_verification(rt: Runtime, session: AsyncSession, user: User, now: datetime) -> None:
     raw = await _issue_email_token(rt, session, user, PURPOSE_VERIFY_EMAIL, VERIFY_TTL, now)
-    queue_email(rt, session, to=user.email, template="verify_email", name=user.display_name,
-                link_path="/verify-email", token=raw)
+    queue_email(
+        rt,
+        session,
+        to=user.email,
+        template="verify_email",
+        name=user.display_name,
+        link_path="/verify-email",
+        token=raw,
+    )
 
 
 async def resend_verification(rt: Runtime, session: AsyncSession, user: User) -> None:
@@ -151,9 +189,7 @@ async def resend_verification(rt: Runtime, session: AsyncSession, user: User) ->
         await _send_verification(rt, session, user, clock.utcnow())
 
 
-async def _consume_email_token(
-    rt: Runtime, session: AsyncSession, raw: str, purpose: str
-) -> User:
+async def _consume_email_token(rt: Runtime, session: AsyncSession, raw: str, purpose: str) -> User:
     now = clock.utcnow()
     row = await repository.email_token_by_hash(session, token_digest(raw, rt.refresh_key))
     if row is None or row.purpose != purpose or row.used_at is not None or row.expires_at <= now:
@@ -169,16 +205,28 @@ async def verify_email(rt: Runtime, session: AsyncSession, raw: str, ip: str) ->
     user = await _consume_email_token(rt, session, raw, PURPOSE_VERIFY_EMAIL)
     user.email_verified = True
     user.updated_at = clock.utcnow()
-    audit.record(session, "auth.email_verified", actor_id=user.id, target_type="user",
-                 target_id=user.id, ip=ip)
+    audit.record(
+        session,
+        "auth.email_verified",
+        actor_id=user.id,
+        target_type="user",
+        target_id=user.id,
+        ip=ip,
+    )
 
 
 # --- sign-in, refresh, sign-out ------------------------------------------------------------
 
 
 async def login(
-    rt: Runtime, session: AsyncSession, *, email: str, password: str, session_name: str | None,
-    ip: str, user_agent: str | None,
+    rt: Runtime,
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    session_name: str | None,
+    ip: str,
+    user_agent: str | None,
 ) -> tokens.IssuedTokens:
     throttle, _ = services(rt)
     email = normalise_email(email)
@@ -192,18 +240,32 @@ async def login(
     if user is None or not matches or not user.is_active:
         await throttle.failed(email)
         metrics.auth_events.labels("login_failed").inc()
-        audit.record(session, "auth.login.failed", actor_id=user.id if user else None,
-                     actor_type="user" if user else "system", target_type="user",
-                     target_id=user.id if user else None, ip=ip,
-                     email_sha256=hashlib.sha256(email.encode()).hexdigest()[:16])
+        audit.record(
+            session,
+            "auth.login.failed",
+            actor_id=user.id if user else None,
+            actor_type="user" if user else "system",
+            target_type="user",
+            target_id=user.id if user else None,
+            ip=ip,
+            email_sha256=hashlib.sha256(email.encode()).hexdigest()[:16],
+        )
         raise InvalidCredentials()
     await throttle.clear(email)
     if new_hash is not None:
         user.password_hash = new_hash  # parameters rose since this hash was made
-    issued = await tokens.start_family(rt, session, user, name=session_name or "Unnamed device",
-                                       ip=ip, user_agent=user_agent)
-    audit.record(session, "auth.login", actor_id=user.id, target_type="login_session",
-                 target_id=issued.session_id, ip=ip, rehashed=new_hash is not None)
+    issued = await tokens.start_family(
+        rt, session, user, name=session_name or "Unnamed device", ip=ip, user_agent=user_agent
+    )
+    audit.record(
+        session,
+        "auth.login",
+        actor_id=user.id,
+        target_type="login_session",
+        target_id=issued.session_id,
+        ip=ip,
+        rehashed=new_hash is not None,
+    )
     metrics.auth_events.labels("login").inc()
     return issued
 
@@ -217,10 +279,22 @@ async def refresh(rt: Runtime, session: AsyncSession, raw: str, ip: str) -> toke
     await _end_sessions(rt, session, family.user_id, "token_reused", only=family.id)
     user = await repository.user_by_id(session, family.user_id)
     if user is not None:
-        queue_email(rt, session, to=user.email, template="token_reuse", name=user.display_name,
-                    session_name=family.name)
-    audit.record(session, "auth.refresh.reuse_detected", actor_id=family.user_id,
-                 target_type="login_session", target_id=family.id, ip=ip)
+        queue_email(
+            rt,
+            session,
+            to=user.email,
+            template="token_reuse",
+            name=user.display_name,
+            session_name=family.name,
+        )
+    audit.record(
+        session,
+        "auth.refresh.reuse_detected",
+        actor_id=family.user_id,
+        target_type="login_session",
+        target_id=family.id,
+        ip=ip,
+    )
     metrics.auth_events.labels("refresh_reuse").inc()
     raise tokens.TokenReused()
 
@@ -234,12 +308,21 @@ async def logout(rt: Runtime, session: AsyncSession, raw: str, ip: str) -> None:
     if family is None or family.revoked_at is not None:
         return
     await _end_sessions(rt, session, family.user_id, "logout", only=family.id)
-    audit.record(session, "auth.logout", actor_id=family.user_id, target_type="login_session",
-                 target_id=family.id, ip=ip)
+    audit.record(
+        session,
+        "auth.logout",
+        actor_id=family.user_id,
+        target_type="login_session",
+        target_id=family.id,
+        ip=ip,
+    )
 
 
 async def _end_sessions(
-    rt: Runtime, session: AsyncSession, user_id: uuid.UUID, reason: str,
+    rt: Runtime,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    reason: str,
     only: uuid.UUID | None = None,
 ) -> list[uuid.UUID]:
     sids = await repository.revoke_login_sessions(session, user_id, clock.utcnow(), reason, only)
@@ -249,19 +332,29 @@ async def _end_sessions(
 
 
 async def end_all_sessions(
-    rt: Runtime, session: AsyncSession, user_id: uuid.UUID, reason: str,
-    *, actor_id: uuid.UUID | None = None, ip: str | None = None,
+    rt: Runtime,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    reason: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+    ip: str | None = None,
 ) -> int:
     sids = await _end_sessions(rt, session, user_id, reason)
-    audit.record(session, f"auth.sessions_revoked.{reason}", actor_id=actor_id or user_id,
-                 actor_type="admin" if actor_id and actor_id != user_id else "user",
-                 target_type="user", target_id=user_id, ip=ip, sessions=len(sids))
+    audit.record(
+        session,
+        f"auth.sessions_revoked.{reason}",
+        actor_id=actor_id or user_id,
+        actor_type="admin" if actor_id and actor_id != user_id else "user",
+        target_type="user",
+        target_id=user_id,
+        ip=ip,
+        sessions=len(sids),
+    )
     return len(sids)
 
 
-async def list_sessions(
-    session: AsyncSession, user_id: uuid.UUID
-) -> Sequence[LoginSession]:
+async def list_sessions(session: AsyncSession, user_id: uuid.UUID) -> Sequence[LoginSession]:
     return await repository.active_login_sessions(session, user_id, clock.utcnow())
 
 
@@ -270,8 +363,14 @@ async def revoke_session(
 ) -> None:
     if not await _end_sessions(rt, session, user_id, "revoked_by_user", only=sid):
         raise NotFound()
-    audit.record(session, "auth.session_revoked", actor_id=user_id, target_type="login_session",
-                 target_id=sid, ip=ip)
+    audit.record(
+        session,
+        "auth.session_revoked",
+        actor_id=user_id,
+        target_type="login_session",
+        target_id=sid,
+        ip=ip,
+    )
 
 
 # --- passwords -----------------------------------------------------------------------------
@@ -296,12 +395,26 @@ async def send_reset_link(rt: Runtime, session: AsyncSession, email: str, ip: st
     user = await repository.user_by_email(session, email)
     if user is None or not user.is_active:
         return
-    raw = await _issue_email_token(rt, session, user, PURPOSE_RESET_PASSWORD, RESET_TTL,
-                                   clock.utcnow())
-    queue_email(rt, session, to=user.email, template="reset_password", name=user.display_name,
-                link_path="/reset-password", token=raw)
-    audit.record(session, "auth.password_reset.requested", actor_id=user.id,
-                 target_type="user", target_id=user.id, ip=ip)
+    raw = await _issue_email_token(
+        rt, session, user, PURPOSE_RESET_PASSWORD, RESET_TTL, clock.utcnow()
+    )
+    queue_email(
+        rt,
+        session,
+        to=user.email,
+        template="reset_password",
+        name=user.display_name,
+        link_path="/reset-password",
+        token=raw,
+    )
+    audit.record(
+        session,
+        "auth.password_reset.requested",
+        actor_id=user.id,
+        target_type="user",
+        target_id=user.id,
+        ip=ip,
+    )
 
 
 async def reset_password(
@@ -314,8 +427,14 @@ async def reset_password(
     throttle, _ = services(rt)
     await throttle.clear(user.email)
     user.email_verified = True  # the link proved the address
-    audit.record(session, "auth.password_reset", actor_id=user.id, target_type="user",
-                 target_id=user.id, ip=ip)
+    audit.record(
+        session,
+        "auth.password_reset",
+        actor_id=user.id,
+        target_type="user",
+        target_id=user.id,
+        ip=ip,
+    )
 
 
 async def change_password(
@@ -326,8 +445,14 @@ async def change_password(
     await _set_password(rt, session, user, new_password)
     await end_all_sessions(rt, session, user.id, "password_changed", ip=ip)
     queue_email(rt, session, to=user.email, template="password_changed", name=user.display_name)
-    audit.record(session, "auth.password_changed", actor_id=user.id, target_type="user",
-                 target_id=user.id, ip=ip)
+    audit.record(
+        session,
+        "auth.password_changed",
+        actor_id=user.id,
+        target_type="user",
+        target_id=user.id,
+        ip=ip,
+    )
 
 
 async def _require_password(
@@ -336,8 +461,14 @@ async def _require_password(
     await rt.limiter.hit("10/10minute", "password-check", str(user.id))
     matches, _ = await rt.hasher.verify(password, user.password_hash)
     if not matches:
-        audit.record(session, "auth.password_check.failed", actor_id=user.id,
-                     target_type="user", target_id=user.id, ip=ip)
+        audit.record(
+            session,
+            "auth.password_check.failed",
+            actor_id=user.id,
+            target_type="user",
+            target_id=user.id,
+            ip=ip,
+        )
         raise WrongPassword()
 
 
@@ -349,9 +480,7 @@ async def _set_password(rt: Runtime, session: AsyncSession, user: User, password
 # --- the account ---------------------------------------------------------------------------
 
 
-async def update_profile(
-    session: AsyncSession, user: User, changes: dict[str, object]
-) -> User:
+async def update_profile(session: AsyncSession, user: User, changes: dict[str, object]) -> User:
     for field, value in changes.items():
         setattr(user, field, value)
     user.updated_at = clock.utcnow()
@@ -375,8 +504,14 @@ async def delete_account(
     user.deleted_at = user.updated_at = now
     for hook in rt.extras.get("account_deleted_hooks", []):
         await hook(session, user.id)
-    audit.record(session, "auth.account_deleted", actor_id=user.id, target_type="user",
-                 target_id=user.id, ip=ip)
+    audit.record(
+        session,
+        "auth.account_deleted",
+        actor_id=user.id,
+        target_type="user",
+        target_id=user.id,
+        ip=ip,
+    )
 
 
 # --- admin ---------------------------------------------------------------------------------
@@ -390,23 +525,44 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
 
 
 async def admin_update_user(
-    rt: Runtime, session: AsyncSession, admin: User, user_id: uuid.UUID,
-    role: str | None, is_active: bool | None, ip: str,
+    rt: Runtime,
+    session: AsyncSession,
+    admin: User,
+    user_id: uuid.UUID,
+    role: str | None,
+    is_active: bool | None,
+    ip: str,
 ) -> User:
     user = await get_user(session, user_id)
     if user.id == admin.id and (role == ROLE_USER or is_active is False):
         raise CannotChangeOwnAccount()
     if role is not None and role != user.role:
-        audit.record(session, "admin.user.role_changed", actor_id=admin.id, actor_type="admin",
-                     target_type="user", target_id=user.id, ip=ip, before=user.role, after=role)
+        audit.record(
+            session,
+            "admin.user.role_changed",
+            actor_id=admin.id,
+            actor_type="admin",
+            target_type="user",
+            target_id=user.id,
+            ip=ip,
+            before=user.role,
+            after=role,
+        )
         user.role = role
         # Tokens carry the role: end the sessions so the next ones carry the new one.
         await end_all_sessions(rt, session, user.id, "role_changed", actor_id=admin.id, ip=ip)
     if is_active is not None and is_active != user.is_active:
         user.is_active = is_active
         action = "admin.user.enabled" if is_active else "admin.user.disabled"
-        audit.record(session, action, actor_id=admin.id, actor_type="admin",
-                     target_type="user", target_id=user.id, ip=ip)
+        audit.record(
+            session,
+            action,
+            actor_id=admin.id,
+            actor_type="admin",
+            target_type="user",
+            target_id=user.id,
+            ip=ip,
+        )
         if not is_active:
             await end_all_sessions(rt, session, user.id, "user_disabled", actor_id=admin.id, ip=ip)
     user.updated_at = clock.utcnow()
@@ -414,29 +570,45 @@ async def admin_update_user(
     return user
 
 
-async def create_admin(rt: Runtime, session: AsyncSession, email: str, password: str,
-                       display_name: str) -> User:
+async def create_admin(
+    rt: Runtime, session: AsyncSession, email: str, password: str, display_name: str
+) -> User:
     """For `epicura admin create`: a new admin, or an existing user promoted (password set)."""
     check_password_policy(password)
     email = normalise_email(email)
     now = clock.utcnow()
     user = await repository.user_by_email(session, email)
     if user is None:
-        user = User(email=email, display_name=display_name, locale="en", timezone="UTC",
-                    email_verified=True, is_active=True, created_at=now, updated_at=now)
+        user = User(
+            email=email,
+            display_name=display_name,
+            locale="en",
+            timezone="UTC",
+            email_verified=True,
+            is_active=True,
+            created_at=now,
+            updated_at=now,
+        )
         session.add(user)
     user.role = ROLE_ADMIN
     user.password_hash = await rt.hasher.hash(password)
     user.updated_at = now
     await session.flush()
-    audit.record(session, "admin.user.created", actor_type="system", target_type="user",
-                 target_id=user.id)
+    audit.record(
+        session, "admin.user.created", actor_type="system", target_type="user", target_id=user.id
+    )
     return user
 
 
 async def search_users(
-    session: AsyncSession, *, q: str | None, role: str | None, active: bool | None,
-    after: tuple[datetime, uuid.UUID] | None, limit: int,
+    session: AsyncSession,
+    *,
+    q: str | None,
+    role: str | None,
+    active: bool | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
 ) -> Sequence[User]:
-    return await repository.search_users(session, q=q, role=role, active=active, after=after,
-                                         limit=limit)
+    return await repository.search_users(
+        session, q=q, role=role, active=active, after=after, limit=limit
+    )

@@ -11,6 +11,7 @@ from epicura.kit import jobs
 from epicura.kit.mail import compose
 from epicura.kit.runtime import Runtime
 
+
 @jobs.handler(EMAIL_JOB)
 async def send_email(ctx: jobs.JobContext, payload: dict[str, Any]) -> None:
     rt: Runtime = ctx.extras["runtime"]

@@ -172,8 +172,12 @@ async def rotate(rt: Runtime, session: AsyncSession, raw: str) -> Rotation:
 
 
 async def _rotated_again(
-    rt: Runtime, session: AsyncSession, user: User, family: LoginSession,
-    presented: RefreshToken, now: datetime,
+    rt: Runtime,
+    session: AsyncSession,
+    user: User,
+    family: LoginSession,
+    presented: RefreshToken,
+    now: datetime,
 ) -> Rotation:
     successor = await repository.child_token(session, presented.id)
     grace = timedelta(seconds=rt.settings.refresh_grace_s)
@@ -183,17 +187,25 @@ async def _rotated_again(
         and presented.rotated_at is not None
         and now - presented.rotated_at <= grace
     )
-    if in_grace and successor is not None and successor.state == TOKEN_ACTIVE:
-        if await repository.mark_token(
+    if (
+        in_grace
+        and successor is not None
+        and successor.state == TOKEN_ACTIVE
+        and await repository.mark_token(
             session, successor.id, from_state=TOKEN_ACTIVE, to_state=TOKEN_SUPERSEDED
-        ):
-            return Rotation(tokens=await _child(rt, session, user, family, presented.id, now))
+        )
+    ):
+        return Rotation(tokens=await _child(rt, session, user, family, presented.id, now))
     return Rotation(reused_family=family)
 
 
 async def _child(
-    rt: Runtime, session: AsyncSession, user: User, family: LoginSession,
-    parent_id: uuid.UUID, now: datetime,
+    rt: Runtime,
+    session: AsyncSession,
+    user: User,
+    family: LoginSession,
+    parent_id: uuid.UUID,
+    now: datetime,
 ) -> IssuedTokens:
     raw, row = _new_refresh(rt, session, family.id, parent_id, now)
     family.last_used_at = now

@@ -89,4 +89,4 @@ class EventBus:
                 if message is not None and message.get("type") == "pmessage":
                     self._dispatch(message["channel"], message["data"])
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

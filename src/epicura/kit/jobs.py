@@ -11,6 +11,7 @@ e-mailed link) are stored sealed, never in clear.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -177,8 +178,13 @@ async def run_one(ctx: JobContext, job: Job) -> None:
             await fn(ctx, payload)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:2000]
-            log.warning("job_failed", job_id=str(job.id), kind=job.kind, attempt=job.attempts,
-                        error=type(exc).__name__)
+            log.warning(
+                "job_failed",
+                job_id=str(job.id),
+                kind=job.kind,
+                attempt=job.attempts,
+                error=type(exc).__name__,
+            )
     await _finish(ctx.db, job, error)
 
 
@@ -201,10 +207,8 @@ async def run_forever(ctx: JobContext, wakeup: asyncio.Event, *, idle_s: float =
         if ran:
             continue
         wakeup.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), timeout=idle_s)
-        except TimeoutError:
-            pass
 
 
 async def retry(session: AsyncSession, job_id: uuid.UUID) -> bool:

@@ -21,9 +21,7 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 _SECRET_KEY = re.compile(
     r"pass(word)?|secret|token|authorization|cookie|api[-_]?key|claim_code|code_verifier", re.I
 )
-_SECRET_IN_TEXT = re.compile(
-    r"((?:token|password|secret|code|key|signature)=)[^&\s\"']+", re.I
-)
+_SECRET_IN_TEXT = re.compile(r"((?:token|password|secret|code|key|signature)=)[^&\s\"']+", re.I)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 MASK = "[redacted]"
 
@@ -64,14 +62,19 @@ def configure(level: str = "INFO", *, json: bool = True) -> None:
         redact_secrets,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=lambda obj, **_: orjson.dumps(obj, default=str).decode())
+        structlog.processors.JSONRenderer(
+            serializer=lambda obj, **_: orjson.dumps(obj, default=str).decode()
+        )
         if json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         # Drop below-level events before any processor runs (the access log is on the hot path).
-        processors=[structlog.stdlib.filter_by_level, *shared,
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

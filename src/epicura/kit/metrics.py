@@ -25,7 +25,10 @@ http_latency = Histogram(
 )
 http_in_flight = Gauge("epicura_http_in_flight", "HTTP requests in progress", registry=registry)
 jobs_finished = Counter(
-    "epicura_jobs_finished_total", "Background jobs finished", ("kind", "outcome"), registry=registry
+    "epicura_jobs_finished_total",
+    "Background jobs finished",
+    ("kind", "outcome"),
+    registry=registry,
 )
 queue_depth = Gauge(
     "epicura_job_queue_depth", "Jobs waiting, by state", ("state",), registry=registry
