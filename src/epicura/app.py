@@ -12,15 +12,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
-from epicura import api, health
+from epicura import api, health, storage_router
 from epicura.auth import service as auth_service
 from epicura.config import Settings
-from epicura.kit import jobs, readpool
+from epicura.kit import jobs, readpool, storage
 from epicura.kit.errors import PROBLEM_MEDIA_TYPE, install_handlers
 from epicura.kit.http import EdgeMiddleware
 from epicura.kit.idempotency import IdempotencyMiddleware
 from epicura.kit.runtime import Runtime
 from epicura.migrate import upgrade_to_head
+from epicura.recipes import images
 
 log = structlog.get_logger("epicura.app")
 
@@ -41,6 +42,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade_to_head(settings)
+    storage.install(rt)  # local files, or S3 when S3_BUCKET is set (+ its readiness check)
+    images.install(rt)  # rt.extras["recipe_image_url"] for list summaries
     background: list[asyncio.Task[Any]] = []
     try:
         await auth_service.revocations(rt).rebuild()
@@ -113,6 +116,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     install_handlers(app)
     app.include_router(health.router)
     app.include_router(api.v1_router())
+    app.include_router(storage_router.router)  # GET /files/{key}: signed local files
     app.openapi = lambda: _problem_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(
         IdempotencyMiddleware, redis=runtime.redis, keys=runtime.keys,

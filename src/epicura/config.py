@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     trusted_proxies: list[str] = []
     max_json_body_bytes: int = 1024 * 1024
-    max_upload_body_bytes: int = 10 * 1024 * 1024
+    # 10 MiB of image plus room for the multipart envelope (the handler caps the file at 10 MiB).
+    max_upload_body_bytes: int = 10 * 1024 * 1024 + 64 * 1024
     rate_limit_enabled: bool = True
     recipe_cache_enabled: bool = True
     login_ip_per_minute: int = 20

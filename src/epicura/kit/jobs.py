@@ -207,8 +207,11 @@ async def run_forever(ctx: JobContext, wakeup: asyncio.Event, *, idle_s: float =
         if ran:
             continue
         wakeup.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as the wait ends, and the loop would then never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), timeout=idle_s)
+            async with asyncio.timeout(idle_s):
+                await wakeup.wait()
 
 
 async def retry(session: AsyncSession, job_id: uuid.UUID) -> bool:

@@ -21,7 +21,11 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 _SECRET_KEY = re.compile(
     r"pass(word)?|secret|token|authorization|cookie|api[-_]?key|claim_code|code_verifier", re.I
 )
-_SECRET_IN_TEXT = re.compile(r"((?:token|password|secret|code|key|signature)=)[^&\s\"']+", re.I)
+_SECRET_IN_TEXT = re.compile(
+    r"((?:token|password|secret|code|key|signature|sig|x-amz-signature|x-amz-credential|"
+    r"x-amz-security-token)=)[^&\s\"']+",
+    re.I,
+)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 MASK = "[redacted]"
 

@@ -17,6 +17,7 @@ from epicura.recipes.models import (
     CapabilityProfileRow,
     Favorite,
     Recipe,
+    RecipeImage,
     RecipeVersion,
 )
 
@@ -47,6 +48,21 @@ async def versions(session: AsyncSession, recipe_id: uuid.UUID) -> Sequence[Reci
         .order_by(RecipeVersion.version.desc())
     )
     return (await session.scalars(query)).all()
+
+
+async def live_image_ids(
+    session: AsyncSession, recipe_id: uuid.UUID, image_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    if not image_ids:
+        return set()
+    found = await session.scalars(
+        select(RecipeImage.id).where(
+            RecipeImage.recipe_id == recipe_id,
+            RecipeImage.id.in_(list(image_ids)),
+            RecipeImage.deleted_at.is_(None),
+        )
+    )
+    return set(found.all())
 
 
 async def is_favorite(session: AsyncSession, user_id: uuid.UUID, recipe_id: uuid.UUID) -> bool:

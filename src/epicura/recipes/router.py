@@ -165,7 +165,8 @@ async def _appliance_fit(rt: RuntimeDep, session: DbSession, user: Any,
 
 
 @router.post("/recipes", status_code=201, response_model=RecipeOut,
-             responses=responses(NotAuthenticated, service.OfficialNeedsAdmin))
+             responses=responses(NotAuthenticated, service.OfficialNeedsAdmin,
+                                 service.UnknownImage))
 async def create_recipe(body: RecipeCreate, user: CurrentUser, rt: RuntimeDep,
                         session: DbSession, request: Request) -> Response:
     """A new private draft at version 1; admins may set `is_official`."""
@@ -218,7 +219,7 @@ def _visible(entry: HeadEntry, user: Any) -> bool:
 @router.put("/recipes/{recipe_id}", response_model=RecipeOut,
             responses=responses(NotAuthenticated, Forbidden, NotFound, PreconditionFailed,
                                 PreconditionRequired, service.StepOutOfRange,
-                                service.RecipeArchived))
+                                service.RecipeArchived, service.UnknownImage))
 async def update_recipe(recipe_id: uuid.UUID, body: RecipeUpdate, user: CurrentUser,
                         rt: RuntimeDep, session: DbSession, request: Request) -> Response:
     """Replace the content: a new version. `If-Match` with the current `ETag` is required."""

@@ -71,7 +71,7 @@ def program_violations(
         if profile is None:
             found.append(ErrorItem(loc=["requires", "profiles"], msg=f"unknown profile {declared}",
                                    type="unknown_profile", field="requires.profiles",
-                                   value=declared))
+                                   value=declared, profile=declared))
             continue
         found.extend(step_violations(content, profile))
     return found

@@ -52,6 +52,15 @@ Direction = Literal["forward", "reverse"]
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """PostgreSQL cannot store NUL in text or JSONB: refuse it here (422), not there (500)."""
+        items = value if isinstance(value, list) else (value,)
+        if any(isinstance(item, str) and "\x00" in item for item in items):
+            raise ValueError("text must not contain NUL characters")
+        return value
+
 
 class Ingredient(Strict):
     key: IngredientKey

@@ -94,6 +94,8 @@ def _firmware_tuple(version: str) -> tuple[int, ...]:
 
 
 def _filters(f: Filters, viewer: uuid.UUID | None, dialect: str) -> list[ColumnElement[bool]]:
+    if any("\x00" in text for text in (*f.tags, f.category or "", f.cuisine or "")):
+        return [false()]  # nothing stored holds NUL, and PostgreSQL refuses it as a parameter
     where: list[ColumnElement[bool]] = [_visible(viewer)]
     if f.mine:
         where.append(Recipe.owner_id == viewer)
@@ -130,8 +132,9 @@ def _relevance(f: Filters, dialect: str) -> tuple[ColumnElement[bool], ColumnEle
     if dialect == "postgresql":
         # The configuration name comes from a fixed table, never from the request.
         config = literal_column(f"'{ts_config(f.language)}'::regconfig")
-        tsq = func.websearch_to_tsquery(config, f.q).op("||")(
-            func.websearch_to_tsquery(literal_column("'simple'::regconfig"), f.q))
+        text = f.q.replace("\x00", " ")  # PostgreSQL refuses NUL in any text parameter
+        tsq = func.websearch_to_tsquery(config, text).op("||")(
+            func.websearch_to_tsquery(literal_column("'simple'::regconfig"), text))
         vector = literal_column("recipes.search_vector")
         similarity = func.word_similarity(words, Recipe.search_text)
         matches = or_(
@@ -185,9 +188,13 @@ def _cursor_values(sort: Sort, raw: str | None) -> list[Any] | None:
             first = datetime.fromisoformat(first)
         elif sort in ("relevance", "popular"):
             first = float(first) if sort == "relevance" else int(first)
+            if sort == "popular" and not -(2**31) <= first < 2**31:
+                raise ValueError("out of range")  # the counters are 4-byte integers
         else:
             first = str(first)
-    except (KeyError, ValueError, TypeError) as exc:
+            if "\x00" in first:
+                raise ValueError("NUL")
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise InvalidCursor() from exc
     return [first, last_id]
 

@@ -37,6 +37,12 @@ class OfficialNeedsAdmin(Forbidden):
     title = "Only Epicura's kitchen team (admins) can write official recipes"
 
 
+class UnknownImage(ProblemError):
+    status = 422
+    code = "unknown_image"
+    title = "images[] names an image that was not uploaded to this recipe"
+
+
 class RecipeArchived(ProblemError):
     status = 409
     code = "recipe_archived"
@@ -132,6 +138,8 @@ async def check_program(session: AsyncSession, content: VersionContent) -> None:
 async def create(session: AsyncSession, author: User, body: RecipeCreate) -> Recipe:
     if body.is_official and not is_admin(author):
         raise OfficialNeedsAdmin()
+    if body.images:
+        raise UnknownImage("Upload images to the recipe after creating it")
     now = clock.utcnow()
     content = content_json(VersionContent.model_validate(body.model_dump(
         exclude={"visibility", "is_official"})))
@@ -155,6 +163,10 @@ async def update(session: AsyncSession, recipe: Recipe, author: User, body: Reci
     if recipe.status == ARCHIVED:
         raise RecipeArchived()
     parsed = VersionContent.model_validate(body.model_dump(exclude={"visibility", "summary"}))
+    unknown = set(parsed.images) - await repository.live_image_ids(session, recipe.id,
+                                                                   parsed.images)
+    if unknown:
+        raise UnknownImage(f"Not images of this recipe: {sorted(str(i) for i in unknown)}")
     if recipe.status == PUBLISHED:
         await check_program(session, parsed)  # a published recipe stays cookable
     content = content_json(parsed)
@@ -209,6 +221,8 @@ async def current_content(session: AsyncSession, recipe: Recipe) -> VersionConte
 
 
 async def version_of(session: AsyncSession, recipe: Recipe, number: int) -> RecipeVersion:
+    if not 1 <= number < 2**31:  # the column is a 4-byte integer: beyond it, no such version
+        raise NotFound("No such version")
     row = await repository.version(session, recipe.id, number)
     if row is None:
         raise NotFound("No such version")
@@ -231,6 +245,10 @@ async def restore(session: AsyncSession, recipe: Recipe, author: User, number: i
         raise RecipeArchived()
     old = await version_of(session, recipe, number)
     content = dict(old.content)
+    # Images deleted since that version are dropped rather than refusing the restore.
+    live = await repository.live_image_ids(session, recipe.id,
+                                           [uuid.UUID(str(i)) for i in content["images"]])
+    content["images"] = [i for i in content["images"] if uuid.UUID(str(i)) in live]
     if recipe.status == PUBLISHED:
         await check_program(session, VersionContent.model_validate(content))
     return await _append_version(session, recipe, author, content, f"Restored version {number}")
