@@ -282,7 +282,7 @@ async def _clean_up(conn: asyncpg.Connection, redis_url: str | None, prefix: str
     try:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-            "AND tablename NOT IN ('alembic_version', 'audit_events')"
+            "AND tablename NOT IN ('alembic_version', 'audit_events', 'capability_profiles')"
         )
         names = ", ".join(f'"{row["tablename"]}"' for row in tables)
         await conn.execute(f"TRUNCATE {names} CASCADE")

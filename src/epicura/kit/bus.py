@@ -84,8 +84,13 @@ class EventBus:
         try:
             await pubsub.psubscribe(self.keys("bus", "*"))
             self.ready.set()
+            task = asyncio.current_task()
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if task is not None and task.cancelling():
+                    # Python 3.11's wait_for (inside fakeredis, the embedded default's Redis) can
+                    # swallow a cancellation that lands as a message arrives: honour it here.
+                    raise asyncio.CancelledError()
                 if message is not None and message.get("type") == "pmessage":
                     self._dispatch(message["channel"], message["data"])
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -186,6 +186,9 @@ def _cursor_values(sort: Sort, raw: str | None) -> list[Any] | None:
         first, last_id = position["k"], uuid.UUID(position["i"])
         if sort == "newest":
             first = datetime.fromisoformat(first)
+            if first.tzinfo is None:
+                raise ValueError("naive")  # cursors are written with the offset
+            first = first.astimezone(UTC)  # OverflowError at the ends of the calendar
         elif sort in ("relevance", "popular"):
             first = float(first) if sort == "relevance" else int(first)
             if sort == "popular" and not -(2**31) <= first < 2**31:
@@ -194,7 +197,7 @@ def _cursor_values(sort: Sort, raw: str | None) -> list[Any] | None:
             first = str(first)
             if "\x00" in first:
                 raise ValueError("NUL")
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise InvalidCursor() from exc
     return [first, last_id]
 
