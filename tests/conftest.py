@@ -90,7 +90,11 @@ def base_settings(tmp_path: Path, smtp_port: int, **overrides: object) -> Settin
 
 
 async def _truncate(url: str) -> None:
-    conn = await asyncpg.connect(url)
+    await truncate_tables(await asyncpg.connect(url))
+
+
+async def truncate_tables(conn: asyncpg.Connection) -> None:
+    """Empty every table but the migrations' own rows (seeded profiles, audit), then close."""
     try:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "

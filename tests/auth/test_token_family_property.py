@@ -39,6 +39,7 @@ from redis.asyncio import Redis
 
 from epicura.config import Settings
 from epicura.kit import clock
+from tests.conftest import truncate_tables
 from tests.support import API, STRONG_PASSWORD, Mailbox, Service, bearer, running
 
 T = TypeVar("T")
@@ -279,15 +280,7 @@ def app(pg_settings: Settings, smtp: tuple[int, Mailbox], pg_database: str) -> I
 
 
 async def _clean_up(conn: asyncpg.Connection, redis_url: str | None, prefix: str) -> None:
-    try:
-        tables = await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-            "AND tablename NOT IN ('alembic_version', 'audit_events', 'capability_profiles')"
-        )
-        names = ", ".join(f'"{row["tablename"]}"' for row in tables)
-        await conn.execute(f"TRUNCATE {names} CASCADE")
-    finally:
-        await conn.close()
+    await truncate_tables(conn)
     if redis_url is not None:
         redis = Redis.from_url(redis_url)
         try:

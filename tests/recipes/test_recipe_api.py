@@ -5,7 +5,6 @@ the HTTP caching contract (`ETag`, 304, `If-Match` 412/428, `Cache-Control`)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -13,34 +12,15 @@ import pytest
 from sqlalchemy import func, select
 
 from epicura.auth import service as auth_service
-from epicura.config import Settings
 from epicura.recipes.models import Recipe, RecipeVersion
-from tests.conftest import base_settings
 from tests.recipes.test_recipe_flow import soup
-from tests.support import API, STRONG_PASSWORD, Mailbox, Service, bearer, running
+from tests.support import API, STRONG_PASSWORD, Service, bearer
 
 pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"
 Headers = dict[str, str]
 
 
-@pytest.fixture
-def pg_settings(pg_settings: Settings) -> Settings:
-    return pg_settings.model_copy(update={"rate_limit_enabled": False})
-
-
-@pytest.fixture
-async def embedded_unlimited(tmp_path: Any, smtp: tuple[int, Mailbox]) -> AsyncIterator[Service]:
-    settings = base_settings(tmp_path, smtp[0], rate_limit_enabled=False)
-    async with running(settings, smtp[1]) as service:
-        yield service
-
-
-@pytest.fixture(params=["postgres", "embedded"])
-def api(request: pytest.FixtureRequest) -> Service:
-    service: Service = request.getfixturevalue(
-        "svc" if request.param == "postgres" else "embedded_unlimited")
-    return service
 
 
 # --- helpers shared with the other recipe test files --------------------------------------------

@@ -17,34 +17,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from epicura.config import Settings
 from epicura.recipes.models import Recipe, RecipeVersion
-from tests.conftest import base_settings
 from tests.recipes.test_recipe_flow import soup
-from tests.support import API, Mailbox, Service, bearer, running
+from tests.support import API, Service, bearer
 
 pytestmark = pytest.mark.anyio
 MiB = 1024 * 1024
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture
-def pg_settings(pg_settings: Settings) -> Settings:
-    return pg_settings.model_copy(update={"rate_limit_enabled": False})
-
-
-@pytest.fixture
-async def embedded_unlimited(tmp_path: Any, smtp: tuple[int, Mailbox]) -> AsyncIterator[Service]:
-    settings = base_settings(tmp_path, smtp[0], rate_limit_enabled=False)
-    async with running(settings, smtp[1]) as service:
-        yield service
-
-
-@pytest.fixture(params=["postgres", "embedded"])
-def api(request: pytest.FixtureRequest) -> Service:
-    service: Service = request.getfixturevalue(
-        "svc" if request.param == "postgres" else "embedded_unlimited")
-    return service
 
 
 async def row_counts(svc: Service) -> tuple[int, int]:

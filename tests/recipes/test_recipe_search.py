@@ -6,7 +6,6 @@ PostgreSQL and, where the behaviour must match, on the embedded default."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,33 +13,14 @@ from typing import Any
 import orjson
 import pytest
 
-from epicura.config import Settings
 from epicura.kit import clock
-from tests.conftest import base_settings
 from tests.recipes.test_recipe_api import admin_headers, make_recipe, problem_of
-from tests.support import API, Mailbox, Service, bearer, running
+from tests.support import API, Service, bearer
 
 pytestmark = pytest.mark.anyio
 Headers = dict[str, str]
 
 
-@pytest.fixture
-def pg_settings(pg_settings: Settings) -> Settings:
-    return pg_settings.model_copy(update={"rate_limit_enabled": False})
-
-
-@pytest.fixture
-async def embedded_unlimited(tmp_path: Any, smtp: tuple[int, Mailbox]) -> AsyncIterator[Service]:
-    settings = base_settings(tmp_path, smtp[0], rate_limit_enabled=False)
-    async with running(settings, smtp[1]) as service:
-        yield service
-
-
-@pytest.fixture(params=["postgres", "embedded"])
-def api(request: pytest.FixtureRequest) -> Service:
-    service: Service = request.getfixturevalue(
-        "svc" if request.param == "postgres" else "embedded_unlimited")
-    return service
 
 
 def dish(title: str, *, description: str = "", tags: tuple[str, ...] = (),
