@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in production
-DEV_REFRESH_SECRET = "dev-only-refresh-secret-change-me-0123456789ab"  # noqa: S105
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
+DEV_REFRESH_SECRET = "dev-only-refresh-secret-change-me-0123456789ab"
 MIN_SECRET_BYTES = 32
 
 

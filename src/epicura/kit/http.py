@@ -51,7 +51,9 @@ def header_value(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def problem_messages(status: int, code: str, title: str, request_id: str) -> tuple[Message, Message]:
+def problem_messages(
+    status: int, code: str, title: str, request_id: str
+) -> tuple[Message, Message]:
     body = (
         f'{{"type":"about:blank","title":"{title}","status":{status},"code":"{code}"}}'
     ).encode()
@@ -104,8 +106,9 @@ class EdgeMiddleware:
         try:
             declared = header_value(scope, b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > cap:
-                for message in problem_messages(413, "body_too_large", "The request body is too large",
-                                        request_id):
+                for message in problem_messages(
+                    413, "body_too_large", "The request body is too large", request_id
+                ):
                     await send(message)
                 status_holder["status"] = 413
                 return
@@ -155,8 +158,9 @@ class EdgeMiddleware:
             if status_holder["started"]:
                 raise
             status_holder["status"] = 413
-            for message in problem_messages(413, "body_too_large", "The request body is too large",
-                                    request_id):
+            for message in problem_messages(
+                413, "body_too_large", "The request body is too large", request_id
+            ):
                 await send(message)
         except Exception as exc:
             # Answered here rather than by the framework's last-resort handler, which runs outside
@@ -165,14 +169,18 @@ class EdgeMiddleware:
                 raise
             if is_dependency_down(exc):
                 error_log.warning("dependency_unavailable", error=type(exc).__name__)
-                start, body = problem_messages(503, "dependency_unavailable",
-                                               "A service this request needs is unreachable",
-                                               request_id)
+                start, body = problem_messages(
+                    503,
+                    "dependency_unavailable",
+                    "A service this request needs is unreachable",
+                    request_id,
+                )
                 start["headers"].append((b"retry-after", b"5"))
             else:
                 error_log.error("unhandled_error", exc_info=True)
-                start, body = problem_messages(500, "internal_error", "Internal server error",
-                                               request_id)
+                start, body = problem_messages(
+                    500, "internal_error", "Internal server error", request_id
+                )
             status_holder["status"] = start["status"]
             start["headers"] = [h for h in start["headers"] if h[0] != b"x-request-id"]
             await send_with_headers(start)

@@ -56,10 +56,14 @@ class IdempotencyMiddleware:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, key: str) -> None:
         if not 1 <= len(key) <= MAX_KEY_LENGTH:
-            await self._reply(send, 400, "invalid_idempotency_key", "Idempotency-Key is 1–255 characters")
+            await self._reply(
+                send, 400, "invalid_idempotency_key", "Idempotency-Key is 1–255 characters"
+            )
             return
         body = await _read_body(receive)
-        caller = header_value(scope, b"authorization") or f"anon:{(scope.get('client') or ('',))[0]}"
+        caller = (
+            header_value(scope, b"authorization") or f"anon:{(scope.get('client') or ('',))[0]}"
+        )
         scope_hash = hashlib.sha256(f"{caller}\n{scope['path']}\n{key}".encode()).hexdigest()
         fingerprint = hashlib.sha256(body).hexdigest()
         redis_key = self.keys("idem", scope_hash)
@@ -82,15 +86,25 @@ class IdempotencyMiddleware:
             orjson.loads(stored) if stored else {"state": "running", "fingerprint": fingerprint}
         )
         if record["fingerprint"] != fingerprint:
-            await self._reply(send, 422, "idempotency_key_reused",
-                              "This Idempotency-Key was used with another request body")
+            await self._reply(
+                send,
+                422,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with another request body",
+            )
         elif record["state"] == "running":
-            await self._reply(send, 409, "idempotency_in_progress",
-                              "A request with this Idempotency-Key is still in progress")
+            await self._reply(
+                send,
+                409,
+                "idempotency_in_progress",
+                "A request with this Idempotency-Key is still in progress",
+            )
         else:
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in record["headers"]]
             headers.append((b"idempotent-replayed", b"true"))
-            await send({"type": "http.response.start", "status": record["status"], "headers": headers})
+            await send(
+                {"type": "http.response.start", "status": record["status"], "headers": headers}
+            )
             await send({"type": "http.response.body", "body": record["body"].encode("latin-1")})
 
     async def _run_and_store(
@@ -123,8 +137,12 @@ class IdempotencyMiddleware:
             await self._store(redis_key, fingerprint, status, headers, b"".join(chunks))
 
     async def _store(
-        self, redis_key: str, fingerprint: str, status: int,
-        headers: list[tuple[bytes, bytes]], body: bytes,
+        self,
+        redis_key: str,
+        fingerprint: str,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
     ) -> None:
         try:
             if status >= 500:
@@ -135,8 +153,13 @@ class IdempotencyMiddleware:
                 for k, v in headers
                 if k.lower() not in (b"x-request-id", b"set-cookie")
             ]
-            record = {"state": "done", "fingerprint": fingerprint, "status": status,
-                      "headers": kept, "body": body.decode("latin-1")}
+            record = {
+                "state": "done",
+                "fingerprint": fingerprint,
+                "status": status,
+                "headers": kept,
+                "body": body.decode("latin-1"),
+            }
             await self.redis.set(redis_key, orjson.dumps(record), ex=TTL_S)
         except RedisError as exc:
             log.warning("idempotency_store_down", error=type(exc).__name__)

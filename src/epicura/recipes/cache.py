@@ -124,8 +124,10 @@ def caches(rt: Runtime) -> RecipeCaches:
     found: RecipeCaches | None = rt.extras.get("recipe_caches")
     if found is None:
         enabled = rt.settings.recipe_cache_enabled
-        found = RecipeCaches(HeadCache(capacity=50_000 if enabled else 0),
-                             PageCache(capacity=2_000 if enabled else 0))
+        found = RecipeCaches(
+            HeadCache(capacity=50_000 if enabled else 0),
+            PageCache(capacity=2_000 if enabled else 0),
+        )
         rt.extras["recipe_caches"] = found
         rt.bus.subscribe(CHANNEL, found.on_change)
         rt.bus.on_reset(found.reset)

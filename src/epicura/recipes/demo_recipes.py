@@ -22,8 +22,16 @@ Json = dict[str, Any]
 # --- builders -----------------------------------------------------------------------------
 
 
-def ing(key: str, name: str, quantity: float | None = None, unit: str | None = None, *,
-        note: str | None = None, optional: bool = False, group: str | None = None) -> Json:
+def ing(
+    key: str,
+    name: str,
+    quantity: float | None = None,
+    unit: str | None = None,
+    *,
+    note: str | None = None,
+    optional: bool = False,
+    group: str | None = None,
+) -> Json:
     item: Json = {"key": key, "name": name, "quantity": quantity, "unit": unit}
     if note:
         item["note"] = note
@@ -34,50 +42,114 @@ def ing(key: str, name: str, quantity: float | None = None, unit: str | None = N
     return item
 
 
-def _step(action: str, title: str, params: Json, keys: tuple[str, ...] | list[str],
-          instruction: str, start: str) -> Json:
-    return {"title": title, "action": action, "params": params, "ingredient_keys": list(keys),
-            "instruction": instruction, "start": start}
+def _step(
+    action: str,
+    title: str,
+    params: Json,
+    keys: tuple[str, ...] | list[str],
+    instruction: str,
+    start: str,
+) -> Json:
+    return {
+        "title": title,
+        "action": action,
+        "params": params,
+        "ingredient_keys": list(keys),
+        "instruction": instruction,
+        "start": start,
+    }
 
 
-def heat(title: str, temperature_c: float, duration_s: int, speed: float | None = None, *,
-         keys: tuple[str, ...] = (), instruction: str = "", start: str = "immediate") -> Json:
+def heat(
+    title: str,
+    temperature_c: float,
+    duration_s: int,
+    speed: float | None = None,
+    *,
+    keys: tuple[str, ...] = (),
+    instruction: str = "",
+    start: str = "immediate",
+) -> Json:
     params: Json = {"temperature_c": temperature_c, "duration_s": duration_s}
     if speed is not None:
         params["speed"] = speed
     return _step("heat", title, params, keys, instruction, start)
 
 
-def _motion(action: str, title: str, speed: float, duration_s: int, temperature_c: float | None,
-            reverse: bool, keys: tuple[str, ...], instruction: str, start: str) -> Json:
-    params: Json = {"speed": speed, "duration_s": duration_s,
-                    "direction": "reverse" if reverse else "forward"}
+def _motion(
+    action: str,
+    title: str,
+    speed: float,
+    duration_s: int,
+    temperature_c: float | None,
+    reverse: bool,
+    keys: tuple[str, ...],
+    instruction: str,
+    start: str,
+) -> Json:
+    params: Json = {
+        "speed": speed,
+        "duration_s": duration_s,
+        "direction": "reverse" if reverse else "forward",
+    }
     if temperature_c is not None:
         params["temperature_c"] = temperature_c
     return _step(action, title, params, keys, instruction, start)
 
 
-def stir(title: str, speed: float, duration_s: int, temperature_c: float | None = None, *,
-         reverse: bool = False, keys: tuple[str, ...] = (), instruction: str = "",
-         start: str = "immediate") -> Json:
-    return _motion("stir", title, speed, duration_s, temperature_c, reverse, keys, instruction,
-                   start)
+def stir(
+    title: str,
+    speed: float,
+    duration_s: int,
+    temperature_c: float | None = None,
+    *,
+    reverse: bool = False,
+    keys: tuple[str, ...] = (),
+    instruction: str = "",
+    start: str = "immediate",
+) -> Json:
+    return _motion(
+        "stir", title, speed, duration_s, temperature_c, reverse, keys, instruction, start
+    )
 
 
-def blend(title: str, speed: float, duration_s: int, temperature_c: float | None = None, *,
-          reverse: bool = False, keys: tuple[str, ...] = (), instruction: str = "",
-          start: str = "immediate") -> Json:
-    return _motion("blend", title, speed, duration_s, temperature_c, reverse, keys, instruction,
-                   start)
+def blend(
+    title: str,
+    speed: float,
+    duration_s: int,
+    temperature_c: float | None = None,
+    *,
+    reverse: bool = False,
+    keys: tuple[str, ...] = (),
+    instruction: str = "",
+    start: str = "immediate",
+) -> Json:
+    return _motion(
+        "blend", title, speed, duration_s, temperature_c, reverse, keys, instruction, start
+    )
 
 
-def knead(title: str, duration_s: int, speed: float = 4, *, keys: tuple[str, ...] = (),
-          instruction: str = "", start: str = "immediate") -> Json:
+def knead(
+    title: str,
+    duration_s: int,
+    speed: float = 4,
+    *,
+    keys: tuple[str, ...] = (),
+    instruction: str = "",
+    start: str = "immediate",
+) -> Json:
     return _motion("knead", title, speed, duration_s, None, False, keys, instruction, start)
 
 
-def steam(title: str, duration_s: int, temperature_c: float | None = None, *,
-          keys: tuple[str, ...] = (), instruction: str = "", start: str = "immediate") -> Json:
+def steam(
+    title: str,
+    duration_s: int,
+    temperature_c: float | None = None,
+    *,
+    keys: tuple[str, ...] = (),
+    instruction: str = "",
+    start: str = "immediate",
+) -> Json:
     params: Json = {"duration_s": duration_s}
     if temperature_c is not None:
         params["temperature_c"] = temperature_c
@@ -93,8 +165,14 @@ def add(title: str, prompt: str, *, keys: tuple[str, ...] = (), instruction: str
     return _step("await_user", title, {"prompt": prompt}, keys, instruction, "immediate")
 
 
-def rest(title: str, duration_s: int, *, keys: tuple[str, ...] = (), instruction: str = "",
-         start: str = "immediate") -> Json:
+def rest(
+    title: str,
+    duration_s: int,
+    *,
+    keys: tuple[str, ...] = (),
+    instruction: str = "",
+    start: str = "immediate",
+) -> Json:
     return _step("rest", title, {"duration_s": duration_s}, keys, instruction, start)
 
 
@@ -102,21 +180,55 @@ def manual(title: str, instruction: str, *, keys: tuple[str, ...] = ()) -> Json:
     return _step("manual", title, {}, keys, instruction, "immediate")
 
 
-def nutrition(kcal: float, protein_g: float, fat_g: float, carbs_g: float, fiber_g: float,
-              sugar_g: float, salt_g: float) -> Json:
-    return {"kcal": kcal, "protein_g": protein_g, "fat_g": fat_g, "carbs_g": carbs_g,
-            "fiber_g": fiber_g, "sugar_g": sugar_g, "salt_g": salt_g}
-
-
-def recipe(title: str, description: str, *, servings: int, prep_minutes: int, difficulty: str,
-           cuisine: str | None, category: str, tags: list[str], ingredients: list[Json],
-           steps: list[Json], accessories: tuple[str, ...] = (),
-           nutrition: Json | None = None) -> Json:
+def nutrition(
+    kcal: float,
+    protein_g: float,
+    fat_g: float,
+    carbs_g: float,
+    fiber_g: float,
+    sugar_g: float,
+    salt_g: float,
+) -> Json:
     return {
-        "title": title, "description": description, "language": "en", "servings": servings,
-        "prep_minutes": prep_minutes, "difficulty": difficulty, "cuisine": cuisine,
-        "category": category, "tags": tags, "accessories": list(accessories),
-        "ingredients": ingredients, "steps": steps, "nutrition": nutrition,
+        "kcal": kcal,
+        "protein_g": protein_g,
+        "fat_g": fat_g,
+        "carbs_g": carbs_g,
+        "fiber_g": fiber_g,
+        "sugar_g": sugar_g,
+        "salt_g": salt_g,
+    }
+
+
+def recipe(
+    title: str,
+    description: str,
+    *,
+    servings: int,
+    prep_minutes: int,
+    difficulty: str,
+    cuisine: str | None,
+    category: str,
+    tags: list[str],
+    ingredients: list[Json],
+    steps: list[Json],
+    accessories: tuple[str, ...] = (),
+    nutrition: Json | None = None,
+) -> Json:
+    return {
+        "title": title,
+        "description": description,
+        "language": "en",
+        "servings": servings,
+        "prep_minutes": prep_minutes,
+        "difficulty": difficulty,
+        "cuisine": cuisine,
+        "category": category,
+        "tags": tags,
+        "accessories": list(accessories),
+        "ingredients": ingredients,
+        "steps": steps,
+        "nutrition": nutrition,
         "requires": {"profiles": ["epicura-1/rev-a"]},
     }
 
@@ -131,7 +243,11 @@ def _soups() -> list[Json]:
             "Jarred roasted peppers and smoked paprika give this weeknight soup a deep, "
             "barbecue-like warmth without lighting a grill. Blended silky and ready in half an "
             "hour.",
-            servings=4, prep_minutes=5, difficulty="easy", cuisine="spanish", category="soup",
+            servings=4,
+            prep_minutes=5,
+            difficulty="easy",
+            cuisine="spanish",
+            category="soup",
             tags=["vegan", "gluten-free", "quick", "weeknight"],
             ingredients=[
                 ing("onion", "Onion", 1, "piece", note="halved"),
@@ -148,13 +264,19 @@ def _soups() -> list[Json]:
                 blend("Chop", 5, 5, instruction="Scrape the sides down with the spatula."),
                 add("Add the oil", "Add the olive oil", keys=("olive_oil",)),
                 heat("Soften the onion", 120, 4 * MIN, 1),
-                add("Add the peppers", "Add the peppers, tomatoes and paprika",
-                    keys=("peppers", "tomatoes", "paprika")),
+                add(
+                    "Add the peppers",
+                    "Add the peppers, tomatoes and paprika",
+                    keys=("peppers", "tomatoes", "paprika"),
+                ),
                 weigh("Pour in the stock", 500, keys=("stock",)),
                 heat("Simmer", 100, 20 * MIN, 1),
                 blend("Purée", 8, 60, instruction="Hold the lid; the soup is hot."),
-                manual("Season and serve", "Taste, add salt, and serve with crusty bread.",
-                       keys=("salt",)),
+                manual(
+                    "Season and serve",
+                    "Taste, add salt, and serve with crusty bread.",
+                    keys=("salt",),
+                ),
             ],
             nutrition=nutrition(140, 4, 7, 15, 4, 10, 1.1),
         ),
@@ -162,7 +284,11 @@ def _soups() -> list[Json]:
             "Leek and Potato Soup with Chives",
             "A soft, comforting bistro classic: leeks sweated slowly in butter, simmered with "
             "floury potatoes and blended to velvet. Serve hot, or chill it for a summer lunch.",
-            servings=4, prep_minutes=10, difficulty="easy", cuisine="french", category="soup",
+            servings=4,
+            prep_minutes=10,
+            difficulty="easy",
+            cuisine="french",
+            category="soup",
             tags=["vegetarian", "gluten-free", "comfort", "budget"],
             ingredients=[
                 ing("leeks", "Leeks", 300, "g", note="white and pale green parts, sliced"),
@@ -177,15 +303,24 @@ def _soups() -> list[Json]:
                 add("Add the leeks", "Add the leeks", keys=("leeks",)),
                 blend("Slice finer", 4, 4),
                 add("Add the butter", "Add the butter", keys=("butter",)),
-                stir("Sweat the leeks", 1, 6 * MIN, 110, reverse=True,
-                     instruction="Leave the measuring cup off so the steam can escape."),
+                stir(
+                    "Sweat the leeks",
+                    1,
+                    6 * MIN,
+                    110,
+                    reverse=True,
+                    instruction="Leave the measuring cup off so the steam can escape.",
+                ),
                 add("Add the potatoes", "Add the potatoes", keys=("potatoes",)),
                 weigh("Pour in the stock", 800, keys=("stock",)),
                 heat("Simmer", 100, 22 * MIN, 1),
                 add("Add the cream", "Add the cream if you like a richer soup", keys=("cream",)),
                 blend("Blend smooth", 8, 50),
-                manual("Finish", "Season, ladle into bowls and scatter with chives.",
-                       keys=("salt", "chives")),
+                manual(
+                    "Finish",
+                    "Season, ladle into bowls and scatter with chives.",
+                    keys=("salt", "chives"),
+                ),
             ],
             nutrition=nutrition(210, 5, 10, 25, 4, 4, 1.0),
         ),
@@ -193,7 +328,11 @@ def _soups() -> list[Json]:
             "Carrot, Ginger and Orange Soup",
             "Bright and gently spicy: carrots simmered with fresh ginger, finished with orange "
             "juice and zest. A sunny bowl that freezes beautifully.",
-            servings=4, prep_minutes=10, difficulty="easy", cuisine="british", category="soup",
+            servings=4,
+            prep_minutes=10,
+            difficulty="easy",
+            cuisine="british",
+            category="soup",
             tags=["vegan", "gluten-free", "freezer-friendly", "healthy"],
             ingredients=[
                 ing("onion", "Onion", 1, "piece", note="halved"),
@@ -215,8 +354,9 @@ def _soups() -> list[Json]:
                 heat("Simmer", 100, 20 * MIN, 1),
                 add("Add the orange", "Add the orange zest and juice", keys=("orange",)),
                 blend("Purée", 9, 60),
-                manual("Serve", "Season to taste and serve with a swirl of yoghurt.",
-                       keys=("salt",)),
+                manual(
+                    "Serve", "Season to taste and serve with a swirl of yoghurt.", keys=("salt",)
+                ),
             ],
         ),
         recipe(
@@ -224,8 +364,12 @@ def _soups() -> list[Json]:
             "A fragrant, clear broth in the style of a Vietnamese street-stall soup: toasted "
             "whole spices, gently poached chicken thighs, rice noodles and a pile of fresh "
             "herbs at the table.",
-            servings=4, prep_minutes=15, difficulty="medium", cuisine="vietnamese",
-            category="soup", tags=["dairy-free", "family", "comfort"],
+            servings=4,
+            prep_minutes=15,
+            difficulty="medium",
+            cuisine="vietnamese",
+            category="soup",
+            tags=["dairy-free", "family", "comfort"],
             accessories=("simmering basket",),
             ingredients=[
                 ing("star_anise", "Star anise", 3, "piece"),
@@ -243,23 +387,33 @@ def _soups() -> list[Json]:
                 ing("chilli", "Red chilli", 1, "piece", optional=True, note="sliced"),
             ],
             steps=[
-                add("Spices into the basket", "Put the star anise, cinnamon and ginger in the "
-                    "simmering basket and insert it", keys=("star_anise", "cinnamon", "ginger")),
+                add(
+                    "Spices into the basket",
+                    "Put the star anise, cinnamon and ginger in the simmering basket and insert it",
+                    keys=("star_anise", "cinnamon", "ginger"),
+                ),
                 heat("Toast the spices", 120, 3 * MIN),
                 add("Add the onion", "Add the onion around the basket", keys=("onion",)),
                 weigh("Pour in the stock", 1200, keys=("stock",)),
                 heat("Bring to a simmer", 100, 10 * MIN, 0.5),
                 add("Add the chicken", "Add the chicken thighs", keys=("chicken",)),
                 stir("Poach the chicken", 0.5, 20 * MIN, 95, reverse=True),
-                manual("Shred the chicken", "Lift out the chicken and the basket. Shred the meat "
-                       "with two forks. Soak the noodles in boiling water for 5 minutes.",
-                       keys=("noodles",)),
-                add("Season the broth", "Add the fish sauce and sugar",
-                    keys=("fish_sauce", "sugar")),
+                manual(
+                    "Shred the chicken",
+                    "Lift out the chicken and the basket. Shred the meat "
+                    "with two forks. Soak the noodles in boiling water for 5 minutes.",
+                    keys=("noodles",),
+                ),
+                add(
+                    "Season the broth", "Add the fish sauce and sugar", keys=("fish_sauce", "sugar")
+                ),
                 heat("Reheat the broth", 100, 3 * MIN, 0.5),
-                manual("Assemble", "Divide noodles, chicken and sprouts between bowls, ladle "
-                       "the broth over and serve with herbs, lime and chilli.",
-                       keys=("sprouts", "herbs", "lime", "chilli")),
+                manual(
+                    "Assemble",
+                    "Divide noodles, chicken and sprouts between bowls, ladle "
+                    "the broth over and serve with herbs, lime and chilli.",
+                    keys=("sprouts", "herbs", "lime", "chilli"),
+                ),
             ],
             nutrition=nutrition(360, 27, 6, 48, 2, 4, 2.6),
         ),
@@ -267,7 +421,11 @@ def _soups() -> list[Json]:
             "Miso Soup with Tofu and Wakame",
             "A light kombu and shiitake broth, steeped below a simmer so it stays clean and "
             "sweet, with silken tofu and miso stirred in at the very end.",
-            servings=4, prep_minutes=5, difficulty="easy", cuisine="japanese", category="soup",
+            servings=4,
+            prep_minutes=5,
+            difficulty="easy",
+            cuisine="japanese",
+            category="soup",
             tags=["vegan", "quick", "light"],
             ingredients=[
                 ing("water", "Water", 1000, "ml"),
@@ -280,21 +438,33 @@ def _soups() -> list[Json]:
             ],
             steps=[
                 weigh("Weigh the water", 1000, keys=("water",)),
-                add("Add kombu and shiitake", "Add the kombu and shiitake",
-                    keys=("kombu", "shiitake")),
-                heat("Steep", 60, 20 * MIN,
-                     instruction="Kept well below boiling so the kombu stays sweet."),
-                manual("Remove the kombu", "Lift out the kombu. Slice the shiitake and return "
-                       "them to the broth."),
+                add(
+                    "Add kombu and shiitake",
+                    "Add the kombu and shiitake",
+                    keys=("kombu", "shiitake"),
+                ),
+                heat(
+                    "Steep",
+                    60,
+                    20 * MIN,
+                    instruction="Kept well below boiling so the kombu stays sweet.",
+                ),
+                manual(
+                    "Remove the kombu",
+                    "Lift out the kombu. Slice the shiitake and return them to the broth.",
+                ),
                 heat("Heat the broth", 90, 5 * MIN, 0.5),
-                add("Add tofu and wakame", "Add the wakame and the tofu",
-                    keys=("wakame", "tofu")),
+                add("Add tofu and wakame", "Add the wakame and the tofu", keys=("wakame", "tofu")),
                 stir("Warm through", 0.5, 2 * MIN, 80, reverse=True),
-                add("Add the miso", "Whisk the miso with a ladle of broth and pour it in",
-                    keys=("miso",)),
+                add(
+                    "Add the miso",
+                    "Whisk the miso with a ladle of broth and pour it in",
+                    keys=("miso",),
+                ),
                 stir("Stir in the miso", 0.5, 20, reverse=True),
-                manual("Serve", "Serve at once, topped with spring onions.",
-                       keys=("spring_onions",)),
+                manual(
+                    "Serve", "Serve at once, topped with spring onions.", keys=("spring_onions",)
+                ),
             ],
             nutrition=nutrition(85, 6, 3, 7, 2, 2, 2.2),
         ),
@@ -302,7 +472,11 @@ def _soups() -> list[Json]:
             "Chilled Andalusian Gazpacho",
             "No stove, no fuss: ripe tomatoes, cucumber and a little day-old bread blended with "
             "good olive oil and sherry vinegar, then chilled until ice cold.",
-            servings=4, prep_minutes=15, difficulty="easy", cuisine="spanish", category="soup",
+            servings=4,
+            prep_minutes=15,
+            difficulty="easy",
+            cuisine="spanish",
+            category="soup",
             tags=["vegan", "no-cook", "summer"],
             ingredients=[
                 ing("bread", "Day-old white bread", 50, "g", note="crusts removed"),
@@ -318,12 +492,18 @@ def _soups() -> list[Json]:
             steps=[
                 add("Add bread and garlic", "Add the bread and garlic", keys=("bread", "garlic")),
                 blend("Crumb the bread", 7, 5),
-                add("Add the vegetables", "Add the tomatoes, cucumber and pepper",
-                    keys=("tomatoes", "cucumber", "green_pepper")),
+                add(
+                    "Add the vegetables",
+                    "Add the tomatoes, cucumber and pepper",
+                    keys=("tomatoes", "cucumber", "green_pepper"),
+                ),
                 weigh("Add vinegar and salt", 40, keys=("vinegar", "salt")),
                 blend("Blend", 10, 90),
-                add("Add the oil", "Pour the olive oil and water through the lid while the "
-                    "blade turns", keys=("olive_oil", "water")),
+                add(
+                    "Add the oil",
+                    "Pour the olive oil and water through the lid while the blade turns",
+                    keys=("olive_oil", "water"),
+                ),
                 blend("Emulsify", 4, 30),
                 rest("Chill", 2 * HOUR, instruction="Refrigerate in a covered jug."),
                 manual("Serve", "Stir, check the seasoning and serve with diced cucumber."),
@@ -339,7 +519,11 @@ def _mains() -> list[Json]:
             "Golden Red Lentil Dal with Spinach",
             "Everyday dal tempered with cumin and turmeric, made creamy with coconut milk and "
             "brightened with spinach and a squeeze of lime. Naturally vegan and very forgiving.",
-            servings=4, prep_minutes=10, difficulty="easy", cuisine="indian", category="main",
+            servings=4,
+            prep_minutes=10,
+            difficulty="easy",
+            cuisine="indian",
+            category="main",
             tags=["vegan", "gluten-free", "budget", "batch-cooking"],
             ingredients=[
                 ing("onion", "Onion", 1, "piece", note="halved"),
@@ -359,23 +543,38 @@ def _mains() -> list[Json]:
                 ing("salt", "Salt", 1, "tsp"),
             ],
             steps=[
-                add("Add the aromatics", "Add the onion, garlic, ginger and chilli",
-                    keys=("onion", "garlic", "ginger", "chilli")),
+                add(
+                    "Add the aromatics",
+                    "Add the onion, garlic, ginger and chilli",
+                    keys=("onion", "garlic", "ginger", "chilli"),
+                ),
                 blend("Chop", 5, 5),
                 add("Add oil and cumin", "Add the oil and cumin seeds", keys=("oil", "cumin")),
                 stir("Fry gently", 1, 4 * MIN, 120, reverse=True),
-                add("Add the spices", "Add the turmeric and garam masala",
-                    keys=("turmeric", "garam_masala")),
+                add(
+                    "Add the spices",
+                    "Add the turmeric and garam masala",
+                    keys=("turmeric", "garam_masala"),
+                ),
                 heat("Bloom the spices", 120, 1 * MIN, 1),
                 weigh("Weigh in the lentils", 250, keys=("lentils",)),
-                add("Add tomatoes and water", "Add the tomatoes, water and salt",
-                    keys=("tomatoes", "water", "salt")),
+                add(
+                    "Add tomatoes and water",
+                    "Add the tomatoes, water and salt",
+                    keys=("tomatoes", "water", "salt"),
+                ),
                 stir("Simmer", 1, 25 * MIN, 100, reverse=True),
-                add("Add coconut and spinach", "Add the coconut milk and spinach",
-                    keys=("coconut_milk", "spinach")),
+                add(
+                    "Add coconut and spinach",
+                    "Add the coconut milk and spinach",
+                    keys=("coconut_milk", "spinach"),
+                ),
                 stir("Wilt the spinach", 1, 3 * MIN, 95, reverse=True),
-                manual("Serve", "Squeeze over the lime and serve with rice or flatbread.",
-                       keys=("lime",)),
+                manual(
+                    "Serve",
+                    "Squeeze over the lime and serve with rice or flatbread.",
+                    keys=("lime",),
+                ),
             ],
             nutrition=nutrition(330, 16, 13, 38, 8, 6, 1.4),
         ),
@@ -383,7 +582,11 @@ def _mains() -> list[Json]:
             "Mushroom Risotto with Thyme",
             "A hands-off risotto: the bowl does the stirring while you set the table. Chestnut "
             "mushrooms, white wine and fresh thyme, finished with plenty of Parmesan.",
-            servings=4, prep_minutes=10, difficulty="medium", cuisine="italian", category="main",
+            servings=4,
+            prep_minutes=10,
+            difficulty="medium",
+            cuisine="italian",
+            category="main",
             tags=["vegetarian", "comfort", "dinner-party"],
             ingredients=[
                 ing("parmesan", "Parmesan", 60, "g", note="in cubes"),
@@ -402,11 +605,17 @@ def _mains() -> list[Json]:
                 add("Add the Parmesan", "Add the Parmesan", keys=("parmesan",)),
                 blend("Grate the cheese", 10, 10),
                 manual("Set the cheese aside", "Tip the cheese into a small bowl."),
-                add("Add shallots and garlic", "Add the shallots and garlic",
-                    keys=("shallots", "garlic")),
+                add(
+                    "Add shallots and garlic",
+                    "Add the shallots and garlic",
+                    keys=("shallots", "garlic"),
+                ),
                 blend("Chop", 5, 4),
-                add("Add butter and oil", "Add the butter and olive oil",
-                    keys=("butter", "olive_oil")),
+                add(
+                    "Add butter and oil",
+                    "Add the butter and olive oil",
+                    keys=("butter", "olive_oil"),
+                ),
                 heat("Soften", 120, 3 * MIN, 1),
                 add("Add the mushrooms", "Add the mushrooms", keys=("mushrooms",)),
                 stir("Cook the mushrooms", 1, 5 * MIN, 120, reverse=True),
@@ -414,12 +623,22 @@ def _mains() -> list[Json]:
                 stir("Toast the rice", 1, 2 * MIN, 120, reverse=True),
                 add("Add the wine", "Pour in the wine", keys=("wine",)),
                 stir("Reduce", 1, 1 * MIN, 120, reverse=True),
-                add("Add stock and thyme", "Pour in the hot stock and add the thyme",
-                    keys=("stock", "thyme")),
-                stir("Cook the risotto", 1, 16 * MIN, 100, reverse=True,
-                     instruction="Put the basket on the lid instead of the measuring cup."),
-                add("Add the cheese", "Add the grated Parmesan back to the bowl",
-                    keys=("parmesan",)),
+                add(
+                    "Add stock and thyme",
+                    "Pour in the hot stock and add the thyme",
+                    keys=("stock", "thyme"),
+                ),
+                stir(
+                    "Cook the risotto",
+                    1,
+                    16 * MIN,
+                    100,
+                    reverse=True,
+                    instruction="Put the basket on the lid instead of the measuring cup.",
+                ),
+                add(
+                    "Add the cheese", "Add the grated Parmesan back to the bowl", keys=("parmesan",)
+                ),
                 stir("Mantecare", 1, 30, reverse=True),
                 rest("Rest", 2 * MIN),
                 manual("Serve", "Season and serve in warm bowls.", keys=("salt",)),
@@ -430,17 +649,33 @@ def _mains() -> list[Json]:
             "Green Curry with Chicken and Thai Basil",
             "A fresh green paste blitzed from chillies, lemongrass and coriander, fried until "
             "fragrant and simmered with coconut milk, chicken and crisp green beans.",
-            servings=4, prep_minutes=15, difficulty="medium", cuisine="thai", category="main",
+            servings=4,
+            prep_minutes=15,
+            difficulty="medium",
+            cuisine="thai",
+            category="main",
             tags=["spicy", "gluten-free", "dairy-free"],
             ingredients=[
                 ing("shallots", "Shallots", 2, "piece", group="For the paste"),
                 ing("garlic", "Garlic", 3, "clove", group="For the paste"),
                 ing("galangal", "Galangal or ginger", 20, "g", group="For the paste"),
-                ing("lemongrass", "Lemongrass", 1, "piece", note="outer leaves removed",
-                    group="For the paste"),
+                ing(
+                    "lemongrass",
+                    "Lemongrass",
+                    1,
+                    "piece",
+                    note="outer leaves removed",
+                    group="For the paste",
+                ),
                 ing("chillies", "Green bird's eye chillies", 4, "piece", group="For the paste"),
-                ing("coriander", "Coriander", 1, "bunch", note="stalks and leaves",
-                    group="For the paste"),
+                ing(
+                    "coriander",
+                    "Coriander",
+                    1,
+                    "bunch",
+                    note="stalks and leaves",
+                    group="For the paste",
+                ),
                 ing("lime", "Lime", 1, "piece", note="zest and juice", group="For the paste"),
                 ing("ground_coriander", "Ground coriander", 1, "tsp", group="For the paste"),
                 ing("oil", "Sunflower oil", 2, "tbsp"),
@@ -452,20 +687,41 @@ def _mains() -> list[Json]:
                 ing("basil", "Thai basil", 1, "handful"),
             ],
             steps=[
-                add("Add the paste ingredients", "Add everything for the paste",
-                    keys=("shallots", "garlic", "galangal", "lemongrass", "chillies",
-                          "coriander", "lime", "ground_coriander")),
-                blend("Make the paste", 8, 30,
-                      instruction="Scrape down and repeat if the paste is still coarse."),
+                add(
+                    "Add the paste ingredients",
+                    "Add everything for the paste",
+                    keys=(
+                        "shallots",
+                        "garlic",
+                        "galangal",
+                        "lemongrass",
+                        "chillies",
+                        "coriander",
+                        "lime",
+                        "ground_coriander",
+                    ),
+                ),
+                blend(
+                    "Make the paste",
+                    8,
+                    30,
+                    instruction="Scrape down and repeat if the paste is still coarse.",
+                ),
                 add("Add the oil", "Add the oil", keys=("oil",)),
                 heat("Fry the paste", 120, 4 * MIN, 1),
                 add("Add the coconut milk", "Pour in the coconut milk", keys=("coconut_milk",)),
                 heat("Bring to a simmer", 100, 3 * MIN, 1),
-                add("Add chicken and beans", "Add the chicken and green beans",
-                    keys=("chicken", "beans")),
+                add(
+                    "Add chicken and beans",
+                    "Add the chicken and green beans",
+                    keys=("chicken", "beans"),
+                ),
                 stir("Poach", 1, 14 * MIN, 100, reverse=True),
-                add("Season", "Add the fish sauce, sugar and basil",
-                    keys=("fish_sauce", "sugar", "basil")),
+                add(
+                    "Season",
+                    "Add the fish sauce, sugar and basil",
+                    keys=("fish_sauce", "sugar", "basil"),
+                ),
                 stir("Stir through", 1, 30, reverse=True),
                 manual("Serve", "Serve with steamed jasmine rice."),
             ],
@@ -476,7 +732,11 @@ def _mains() -> list[Json]:
             "Two hours of gentle bubbling turn minced beef, soffritto and red wine into a deep, "
             "glossy sauce for tagliatelle or lasagne. The bowl stirs in reverse so the meat "
             "stays in tender crumbs.",
-            servings=6, prep_minutes=15, difficulty="hard", cuisine="italian", category="main",
+            servings=6,
+            prep_minutes=15,
+            difficulty="hard",
+            cuisine="italian",
+            category="main",
             tags=["batch-cooking", "dairy-free", "sunday", "freezer-friendly"],
             accessories=("splash guard",),
             ingredients=[
@@ -494,18 +754,27 @@ def _mains() -> list[Json]:
                 ing("salt", "Salt", 1, "tsp"),
             ],
             steps=[
-                add("Add the soffritto", "Add the carrot, celery, onion and garlic",
-                    keys=("carrot", "celery", "onion", "garlic")),
+                add(
+                    "Add the soffritto",
+                    "Add the carrot, celery, onion and garlic",
+                    keys=("carrot", "celery", "onion", "garlic"),
+                ),
                 blend("Chop finely", 5, 5),
                 add("Add the oil", "Add the olive oil", keys=("olive_oil",)),
                 heat("Soften the soffritto", 120, 7 * MIN, 1),
                 add("Add the beef", "Add the beef, broken into pieces", keys=("beef",)),
                 stir("Brown the beef", 1, 8 * MIN, 120, reverse=True),
-                add("Add paste and wine", "Add the tomato paste and wine",
-                    keys=("tomato_paste", "wine")),
+                add(
+                    "Add paste and wine",
+                    "Add the tomato paste and wine",
+                    keys=("tomato_paste", "wine"),
+                ),
                 stir("Reduce the wine", 1, 3 * MIN, 120, reverse=True),
-                add("Add tomatoes and stock", "Add the tomatoes, stock, bay and salt, then put "
-                    "the splash guard on the lid", keys=("tomatoes", "stock", "bay", "salt")),
+                add(
+                    "Add tomatoes and stock",
+                    "Add the tomatoes, stock, bay and salt, then put the splash guard on the lid",
+                    keys=("tomatoes", "stock", "bay", "salt"),
+                ),
                 stir("Slow simmer", 0.5, 2 * HOUR, 98, reverse=True),
                 rest("Rest", 10 * MIN),
                 manual("Serve", "Remove the bay leaves and toss with freshly cooked pasta."),
@@ -516,7 +785,11 @@ def _mains() -> list[Json]:
             "Chicken Tikka Masala",
             "Tender chicken in a spiced tomato and cream sauce, blended smooth before the meat "
             "goes in. Milder than it looks and a guaranteed family favourite.",
-            servings=4, prep_minutes=15, difficulty="medium", cuisine="indian", category="main",
+            servings=4,
+            prep_minutes=15,
+            difficulty="medium",
+            cuisine="indian",
+            category="main",
             tags=["family", "gluten-free", "spicy"],
             ingredients=[
                 ing("onion", "Onion", 1, "piece", note="large, quartered"),
@@ -535,13 +808,19 @@ def _mains() -> list[Json]:
                 ing("coriander", "Coriander", 1, "handful"),
             ],
             steps=[
-                add("Add the aromatics", "Add the onion, garlic, ginger and chilli",
-                    keys=("onion", "garlic", "ginger", "chilli")),
+                add(
+                    "Add the aromatics",
+                    "Add the onion, garlic, ginger and chilli",
+                    keys=("onion", "garlic", "ginger", "chilli"),
+                ),
                 blend("Chop", 5, 5),
                 add("Add the oil", "Add the oil", keys=("oil",)),
                 heat("Fry the onion", 120, 5 * MIN, 1),
-                add("Add the spices", "Add the garam masala, cumin, paprika and turmeric",
-                    keys=("garam_masala", "cumin", "paprika", "turmeric")),
+                add(
+                    "Add the spices",
+                    "Add the garam masala, cumin, paprika and turmeric",
+                    keys=("garam_masala", "cumin", "paprika", "turmeric"),
+                ),
                 heat("Toast the spices", 120, 1 * MIN, 1),
                 add("Add the tomatoes", "Add the tomatoes and salt", keys=("tomatoes", "salt")),
                 heat("Cook the sauce", 100, 10 * MIN, 1),
@@ -550,8 +829,11 @@ def _mains() -> list[Json]:
                 stir("Simmer", 1, 15 * MIN, 100, reverse=True),
                 add("Add the cream", "Pour in the cream", keys=("cream",)),
                 stir("Finish", 1, 2 * MIN, 90, reverse=True),
-                manual("Serve", "Scatter with coriander and serve with rice and naan.",
-                       keys=("coriander",)),
+                manual(
+                    "Serve",
+                    "Scatter with coriander and serve with rice and naan.",
+                    keys=("coriander",),
+                ),
             ],
             nutrition=nutrition(450, 34, 29, 12, 3, 7, 1.8),
         ),
@@ -559,7 +841,11 @@ def _mains() -> list[Json]:
             "Chickpea, Sweet Potato and Apricot Tagine",
             "Warm ras el hanout, sweet potato and chickpeas with dried apricots for little "
             "bursts of sweetness. Serve with couscous and a scattering of toasted almonds.",
-            servings=4, prep_minutes=15, difficulty="easy", cuisine="moroccan", category="main",
+            servings=4,
+            prep_minutes=15,
+            difficulty="easy",
+            cuisine="moroccan",
+            category="main",
             tags=["vegan", "gluten-free", "batch-cooking"],
             ingredients=[
                 ing("onion", "Red onion", 1, "piece", note="halved"),
@@ -580,16 +866,25 @@ def _mains() -> list[Json]:
                 blend("Chop", 5, 4),
                 add("Add the oil", "Add the olive oil", keys=("oil",)),
                 heat("Soften", 120, 4 * MIN, 1),
-                add("Add the spices", "Add the ras el hanout and cinnamon",
-                    keys=("ras_el_hanout", "cinnamon")),
+                add(
+                    "Add the spices",
+                    "Add the ras el hanout and cinnamon",
+                    keys=("ras_el_hanout", "cinnamon"),
+                ),
                 heat("Toast the spices", 120, 1 * MIN, 1),
-                add("Add the rest", "Add the sweet potato, chickpeas, tomatoes and apricots",
-                    keys=("sweet_potato", "chickpeas", "tomatoes", "apricots")),
+                add(
+                    "Add the rest",
+                    "Add the sweet potato, chickpeas, tomatoes and apricots",
+                    keys=("sweet_potato", "chickpeas", "tomatoes", "apricots"),
+                ),
                 weigh("Pour in the stock", 300, keys=("stock",)),
                 stir("Simmer", 1, 25 * MIN, 100, reverse=True),
                 rest("Rest", 5 * MIN),
-                manual("Serve", "Top with coriander and almonds; serve with couscous.",
-                       keys=("coriander", "almonds")),
+                manual(
+                    "Serve",
+                    "Top with coriander and almonds; serve with couscous.",
+                    keys=("coriander", "almonds"),
+                ),
             ],
             nutrition=nutrition(340, 11, 9, 55, 12, 20, 1.2),
         ),
@@ -597,7 +892,11 @@ def _mains() -> list[Json]:
             "Smoky Black Bean Chili",
             "A meat-free chili with real depth from chipotle, cumin and a spoonful of cocoa. "
             "Top with avocado, lime and soured cream, or keep it vegan with coconut yoghurt.",
-            servings=4, prep_minutes=10, difficulty="easy", cuisine="mexican", category="main",
+            servings=4,
+            prep_minutes=10,
+            difficulty="easy",
+            cuisine="mexican",
+            category="main",
             tags=["vegan", "gluten-free", "spicy", "weeknight"],
             ingredients=[
                 ing("onion", "Onion", 1, "piece", note="halved"),
@@ -616,20 +915,32 @@ def _mains() -> list[Json]:
                 ing("lime", "Lime", 1, "piece"),
             ],
             steps=[
-                add("Add the vegetables", "Add the onion, garlic and pepper",
-                    keys=("onion", "garlic", "pepper")),
+                add(
+                    "Add the vegetables",
+                    "Add the onion, garlic and pepper",
+                    keys=("onion", "garlic", "pepper"),
+                ),
                 blend("Chop", 5, 4),
                 add("Add the oil", "Add the oil", keys=("oil",)),
                 heat("Soften", 120, 5 * MIN, 1),
-                add("Add the spices", "Add the cumin, chipotle, oregano and cocoa",
-                    keys=("cumin", "chipotle", "oregano", "cocoa")),
+                add(
+                    "Add the spices",
+                    "Add the cumin, chipotle, oregano and cocoa",
+                    keys=("cumin", "chipotle", "oregano", "cocoa"),
+                ),
                 heat("Toast the spices", 120, 1 * MIN, 1),
                 weigh("Weigh in the beans", 500, keys=("beans",)),
-                add("Add the rest", "Add the tomatoes, sweetcorn, stock and salt",
-                    keys=("tomatoes", "corn", "stock", "salt")),
+                add(
+                    "Add the rest",
+                    "Add the tomatoes, sweetcorn, stock and salt",
+                    keys=("tomatoes", "corn", "stock", "salt"),
+                ),
                 stir("Simmer", 1, 20 * MIN, 100, reverse=True),
-                manual("Serve", "Squeeze in the lime and serve with rice or tortilla chips.",
-                       keys=("lime",)),
+                manual(
+                    "Serve",
+                    "Squeeze in the lime and serve with rice or tortilla chips.",
+                    keys=("lime",),
+                ),
             ],
             nutrition=nutrition(300, 14, 8, 42, 15, 9, 1.5),
         ),
@@ -637,7 +948,11 @@ def _mains() -> list[Json]:
             "Steamed Salmon with Ginger Greens and Rice",
             "A whole dinner in one go: jasmine rice cooks in the bowl while salmon and pak choi "
             "steam above it under a sticky ginger, soy and sesame glaze.",
-            servings=4, prep_minutes=15, difficulty="medium", cuisine="chinese", category="main",
+            servings=4,
+            prep_minutes=15,
+            difficulty="medium",
+            cuisine="chinese",
+            category="main",
             tags=["fish", "healthy", "one-pot", "dairy-free"],
             accessories=("simmering basket", "steaming tray"),
             ingredients=[
@@ -654,17 +969,29 @@ def _mains() -> list[Json]:
                 ing("pak_choi", "Pak choi", 300, "g", note="halved lengthways"),
             ],
             steps=[
-                add("Add the aromatics", "Add the ginger, garlic and spring onions",
-                    keys=("ginger", "garlic", "spring_onions")),
+                add(
+                    "Add the aromatics",
+                    "Add the ginger, garlic and spring onions",
+                    keys=("ginger", "garlic", "spring_onions"),
+                ),
                 blend("Chop", 5, 4),
-                manual("Make the glaze", "Scrape into a small bowl and mix with the soy, "
-                       "sesame oil and honey.", keys=("soy", "sesame_oil", "honey")),
+                manual(
+                    "Make the glaze",
+                    "Scrape into a small bowl and mix with the soy, sesame oil and honey.",
+                    keys=("soy", "sesame_oil", "honey"),
+                ),
                 weigh("Weigh the water", 1000, keys=("water",)),
-                add("Add the rice", "Insert the simmering basket with the rice and salt",
-                    keys=("rice", "salt")),
-                manual("Prepare the tray", "Lay the salmon on the steaming tray, spoon over "
-                       "the glaze and tuck the pak choi around it.",
-                       keys=("salmon", "pak_choi")),
+                add(
+                    "Add the rice",
+                    "Insert the simmering basket with the rice and salt",
+                    keys=("rice", "salt"),
+                ),
+                manual(
+                    "Prepare the tray",
+                    "Lay the salmon on the steaming tray, spoon over "
+                    "the glaze and tuck the pak choi around it.",
+                    keys=("salmon", "pak_choi"),
+                ),
                 add("Put the tray on", "Put the steaming tray on the lid"),
                 steam("Steam", 22 * MIN, 120),
                 rest("Rest", 2 * MIN),
@@ -676,7 +1003,11 @@ def _mains() -> list[Json]:
             "Hungarian Beef Goulash",
             "Chunks of beef braised with a generous amount of sweet paprika, caraway and "
             "peppers until they fall apart, with potatoes added for the last half hour.",
-            servings=4, prep_minutes=20, difficulty="hard", cuisine="hungarian", category="main",
+            servings=4,
+            prep_minutes=20,
+            difficulty="hard",
+            cuisine="hungarian",
+            category="main",
             tags=["comfort", "dairy-free", "winter"],
             ingredients=[
                 ing("onions", "Onions", 2, "piece", note="quartered"),
@@ -693,19 +1024,32 @@ def _mains() -> list[Json]:
                 ing("salt", "Salt", 1, "tsp"),
             ],
             steps=[
-                add("Add onions and garlic", "Add the onions and garlic",
-                    keys=("onions", "garlic")),
+                add(
+                    "Add onions and garlic", "Add the onions and garlic", keys=("onions", "garlic")
+                ),
                 blend("Chop", 5, 4),
                 add("Add the oil", "Add the oil", keys=("oil",)),
                 heat("Soften the onions", 120, 6 * MIN, 1),
                 add("Add the beef", "Add the beef", keys=("beef",)),
                 stir("Seal the beef", 1, 8 * MIN, 120, reverse=True),
-                add("Add the paprika", "Add the paprika, caraway and tomato paste",
-                    keys=("paprika", "caraway", "tomato_paste")),
-                stir("Cook the paprika", 1, 1 * MIN, 100, reverse=True,
-                     instruction="Kept below frying heat so the paprika does not turn bitter."),
-                add("Add the liquid", "Add the pepper, stock, marjoram and salt",
-                    keys=("pepper", "stock", "marjoram", "salt")),
+                add(
+                    "Add the paprika",
+                    "Add the paprika, caraway and tomato paste",
+                    keys=("paprika", "caraway", "tomato_paste"),
+                ),
+                stir(
+                    "Cook the paprika",
+                    1,
+                    1 * MIN,
+                    100,
+                    reverse=True,
+                    instruction="Kept below frying heat so the paprika does not turn bitter.",
+                ),
+                add(
+                    "Add the liquid",
+                    "Add the pepper, stock, marjoram and salt",
+                    keys=("pepper", "stock", "marjoram", "salt"),
+                ),
                 stir("Braise", 0.5, 60 * MIN, 98, reverse=True),
                 add("Add the potatoes", "Add the potatoes", keys=("potatoes",)),
                 stir("Braise with potatoes", 0.5, 30 * MIN, 98, reverse=True),
@@ -718,8 +1062,12 @@ def _mains() -> list[Json]:
             "Spiced Tomato Shakshuka",
             "A peppery, cumin-scented tomato sauce made in the bowl, then finished in a pan "
             "with eggs poached right in it. Bring the pan to the table with plenty of bread.",
-            servings=4, prep_minutes=10, difficulty="medium", cuisine="middle eastern",
-            category="breakfast", tags=["vegetarian", "gluten-free", "brunch"],
+            servings=4,
+            prep_minutes=10,
+            difficulty="medium",
+            cuisine="middle eastern",
+            category="breakfast",
+            tags=["vegetarian", "gluten-free", "brunch"],
             ingredients=[
                 ing("onion", "Onion", 1, "piece", note="halved"),
                 ing("garlic", "Garlic", 2, "clove"),
@@ -739,14 +1087,20 @@ def _mains() -> list[Json]:
                 blend("Chop", 5, 4),
                 add("Add oil and peppers", "Add the oil and peppers", keys=("oil", "peppers")),
                 stir("Soften", 1, 8 * MIN, 120, reverse=True),
-                add("Add the spices", "Add the cumin, paprika and chilli flakes",
-                    keys=("cumin", "paprika", "chilli_flakes")),
+                add(
+                    "Add the spices",
+                    "Add the cumin, paprika and chilli flakes",
+                    keys=("cumin", "paprika", "chilli_flakes"),
+                ),
                 heat("Toast the spices", 120, 1 * MIN, 1),
                 add("Add the tomatoes", "Add the tomatoes and salt", keys=("tomatoes", "salt")),
                 stir("Reduce the sauce", 1, 15 * MIN, 100, reverse=True),
-                manual("Poach the eggs", "Pour the sauce into a wide pan, make six hollows, "
-                       "crack in the eggs, cover and cook on low heat for 6 to 8 minutes.",
-                       keys=("eggs",)),
+                manual(
+                    "Poach the eggs",
+                    "Pour the sauce into a wide pan, make six hollows, "
+                    "crack in the eggs, cover and cook on low heat for 6 to 8 minutes.",
+                    keys=("eggs",),
+                ),
                 manual("Serve", "Scatter with feta and parsley.", keys=("feta", "parsley")),
             ],
             nutrition=nutrition(250, 13, 15, 15, 4, 11, 1.6),
@@ -760,7 +1114,11 @@ def _sauces_and_dips() -> list[Json]:
             "Silky Hummus with Lemon and Cumin",
             "Ultra-smooth hummus thanks to a long blend and a splash of ice-cold water. Drizzle "
             "with your best olive oil and a pinch of paprika.",
-            servings=6, prep_minutes=5, difficulty="easy", cuisine="lebanese", category="dip",
+            servings=6,
+            prep_minutes=5,
+            difficulty="easy",
+            cuisine="lebanese",
+            category="dip",
             tags=["vegan", "gluten-free", "quick", "party"],
             ingredients=[
                 ing("garlic", "Garlic", 1, "clove"),
@@ -777,14 +1135,21 @@ def _sauces_and_dips() -> list[Json]:
                 add("Add the garlic", "Add the garlic", keys=("garlic",)),
                 blend("Chop the garlic", 7, 3),
                 weigh("Weigh in the chickpeas", 480, keys=("chickpeas",)),
-                add("Add the flavourings", "Add the tahini, lemon juice, cumin and salt",
-                    keys=("tahini", "lemon", "cumin", "salt")),
+                add(
+                    "Add the flavourings",
+                    "Add the tahini, lemon juice, cumin and salt",
+                    keys=("tahini", "lemon", "cumin", "salt"),
+                ),
                 blend("Blend", 5, 60),
-                add("Add the water", "Scrape down the bowl and add the cold water",
-                    keys=("water",)),
+                add(
+                    "Add the water", "Scrape down the bowl and add the cold water", keys=("water",)
+                ),
                 blend("Whip smooth", 7, 60),
-                manual("Serve", "Spread in a shallow dish, drizzle with oil and dust with "
-                       "paprika.", keys=("olive_oil", "paprika")),
+                manual(
+                    "Serve",
+                    "Spread in a shallow dish, drizzle with oil and dust with paprika.",
+                    keys=("olive_oil", "paprika"),
+                ),
             ],
             nutrition=nutrition(210, 7, 13, 16, 5, 1, 0.9),
         ),
@@ -792,7 +1157,11 @@ def _sauces_and_dips() -> list[Json]:
             "Basil and Toasted Pine Nut Pesto",
             "Toasting the pine nuts first gives this pesto a rounder, nuttier flavour. Short "
             "pulses keep the basil bright green.",
-            servings=6, prep_minutes=5, difficulty="easy", cuisine="italian", category="sauce",
+            servings=6,
+            prep_minutes=5,
+            difficulty="easy",
+            cuisine="italian",
+            category="sauce",
             tags=["vegetarian", "gluten-free", "quick"],
             ingredients=[
                 ing("pine_nuts", "Pine nuts", 40, "g"),
@@ -807,14 +1176,23 @@ def _sauces_and_dips() -> list[Json]:
                 add("Add the pine nuts", "Add the pine nuts", keys=("pine_nuts",)),
                 stir("Toast", 1, 4 * MIN, 120, reverse=True),
                 manual("Cool the nuts", "Tip the nuts onto a plate to cool."),
-                add("Add the cheeses", "Add the Parmesan and pecorino",
-                    keys=("parmesan", "pecorino")),
+                add(
+                    "Add the cheeses",
+                    "Add the Parmesan and pecorino",
+                    keys=("parmesan", "pecorino"),
+                ),
                 blend("Grate", 10, 10),
-                add("Add nuts and garlic", "Add the toasted pine nuts and garlic",
-                    keys=("pine_nuts", "garlic")),
+                add(
+                    "Add nuts and garlic",
+                    "Add the toasted pine nuts and garlic",
+                    keys=("pine_nuts", "garlic"),
+                ),
                 blend("Chop", 7, 5),
-                add("Add basil and oil", "Add the basil, olive oil and salt",
-                    keys=("basil", "olive_oil", "salt")),
+                add(
+                    "Add basil and oil",
+                    "Add the basil, olive oil and salt",
+                    keys=("basil", "olive_oil", "salt"),
+                ),
                 blend("Blend briefly", 5, 12),
                 manual("Store", "Spoon into a jar and cover with a thin layer of oil."),
             ],
@@ -823,7 +1201,11 @@ def _sauces_and_dips() -> list[Json]:
             "Smooth Béchamel Sauce",
             "Lump-free white sauce every time: everything goes in cold and the bowl whisks it "
             "while it thickens. The base for lasagne, gratins and croque monsieur.",
-            servings=6, prep_minutes=2, difficulty="easy", cuisine="french", category="sauce",
+            servings=6,
+            prep_minutes=2,
+            difficulty="easy",
+            cuisine="french",
+            category="sauce",
             tags=["vegetarian", "basics", "quick"],
             ingredients=[
                 ing("milk", "Whole milk", 500, "ml"),
@@ -834,8 +1216,11 @@ def _sauces_and_dips() -> list[Json]:
             ],
             steps=[
                 weigh("Weigh the milk", 500, keys=("milk",)),
-                add("Add the rest", "Add the flour, butter, nutmeg and salt",
-                    keys=("flour", "butter", "nutmeg", "salt")),
+                add(
+                    "Add the rest",
+                    "Add the flour, butter, nutmeg and salt",
+                    keys=("flour", "butter", "nutmeg", "salt"),
+                ),
                 stir("Cook and thicken", 4, 7 * MIN, 90),
                 add("Check the sauce", "Check the sauce coats the back of a spoon"),
                 stir("Final whisk", 4, 30),
@@ -846,7 +1231,11 @@ def _sauces_and_dips() -> list[Json]:
             "Foolproof Hollandaise",
             "The bowl holds the yolks at an exact, gentle heat, so the sauce thickens without "
             "ever scrambling. Made for eggs Benedict and spring asparagus.",
-            servings=4, prep_minutes=5, difficulty="hard", cuisine="french", category="sauce",
+            servings=4,
+            prep_minutes=5,
+            difficulty="hard",
+            cuisine="french",
+            category="sauce",
             tags=["vegetarian", "gluten-free", "brunch"],
             accessories=("whisk attachment", "jug"),
             ingredients=[
@@ -860,16 +1249,28 @@ def _sauces_and_dips() -> list[Json]:
             steps=[
                 add("Add the butter", "Add the butter", keys=("butter",)),
                 heat("Melt the butter", 70, 4 * MIN, 2),
-                manual("Pour off the butter", "Pour the butter into a jug and rinse the bowl "
-                       "with warm water."),
-                add("Insert the whisk", "Insert the whisk attachment, then add the yolks, "
-                    "water, lemon juice and salt", keys=("yolks", "water", "lemon", "salt")),
+                manual(
+                    "Pour off the butter",
+                    "Pour the butter into a jug and rinse the bowl with warm water.",
+                ),
+                add(
+                    "Insert the whisk",
+                    "Insert the whisk attachment, then add the yolks, water, lemon juice and salt",
+                    keys=("yolks", "water", "lemon", "salt"),
+                ),
                 stir("Cook the yolks", 4, 5 * MIN, 70),
-                add("Get the butter ready", "Hold the jug of butter ready by the lid",
-                    keys=("butter",)),
-                stir("Mount with butter", 3, 1 * MIN,
-                     instruction="Pour the butter onto the lid in a thin stream while the "
-                     "whisk turns."),
+                add(
+                    "Get the butter ready",
+                    "Hold the jug of butter ready by the lid",
+                    keys=("butter",),
+                ),
+                stir(
+                    "Mount with butter",
+                    3,
+                    1 * MIN,
+                    instruction="Pour the butter onto the lid in a thin stream while the "
+                    "whisk turns.",
+                ),
                 manual("Serve", "Season with cayenne and serve warm.", keys=("cayenne",)),
             ],
         ),
@@ -877,7 +1278,11 @@ def _sauces_and_dips() -> list[Json]:
             "Fresh Tomato Salsa",
             "Bright, chunky pico de gallo in seconds: a few pulses keep the tomatoes in pieces "
             "rather than purée. Best after a short rest for the lime to do its work.",
-            servings=4, prep_minutes=5, difficulty="easy", cuisine="mexican", category="dip",
+            servings=4,
+            prep_minutes=5,
+            difficulty="easy",
+            cuisine="mexican",
+            category="dip",
             tags=["vegan", "gluten-free", "quick", "no-cook"],
             ingredients=[
                 ing("onion", "Red onion", 0.5, "piece"),
@@ -888,8 +1293,11 @@ def _sauces_and_dips() -> list[Json]:
                 ing("salt", "Salt", 0.5, "tsp"),
             ],
             steps=[
-                add("Add onion, chilli and coriander", "Add the onion, chilli and coriander",
-                    keys=("onion", "chilli", "coriander")),
+                add(
+                    "Add onion, chilli and coriander",
+                    "Add the onion, chilli and coriander",
+                    keys=("onion", "chilli", "coriander"),
+                ),
                 blend("Chop", 5, 3),
                 add("Add the tomatoes", "Add the tomatoes", keys=("tomatoes",)),
                 blend("Pulse", 4, 3),
@@ -903,7 +1311,11 @@ def _sauces_and_dips() -> list[Json]:
             "Cucumber and Dill Tzatziki",
             "Thick Greek yoghurt, squeezed cucumber, garlic and dill. The squeeze is the secret: "
             "it keeps the dip thick for days.",
-            servings=6, prep_minutes=10, difficulty="easy", cuisine="greek", category="dip",
+            servings=6,
+            prep_minutes=10,
+            difficulty="easy",
+            cuisine="greek",
+            category="dip",
             tags=["vegetarian", "gluten-free", "quick", "summer"],
             accessories=("clean tea towel",),
             ingredients=[
@@ -920,11 +1332,17 @@ def _sauces_and_dips() -> list[Json]:
                 blend("Chop", 7, 3),
                 add("Add the cucumber", "Add the cucumber", keys=("cucumber",)),
                 blend("Chop the cucumber", 5, 4),
-                manual("Squeeze", "Tip into a tea towel and squeeze out as much liquid as you "
-                       "can, then return to the bowl."),
+                manual(
+                    "Squeeze",
+                    "Tip into a tea towel and squeeze out as much liquid as you "
+                    "can, then return to the bowl.",
+                ),
                 weigh("Weigh in the yoghurt", 400, keys=("yoghurt",)),
-                add("Season", "Add the oil, lemon juice and salt",
-                    keys=("olive_oil", "lemon", "salt")),
+                add(
+                    "Season",
+                    "Add the oil, lemon juice and salt",
+                    keys=("olive_oil", "lemon", "salt"),
+                ),
                 stir("Mix", 2, 20, reverse=True),
                 rest("Chill", 30 * MIN),
                 manual("Serve", "Serve with warm pitta or grilled lamb."),
@@ -940,8 +1358,12 @@ def _breads() -> list[Json]:
             "Everyday White Sandwich Loaf",
             "A soft, even-crumbed loaf for toast and sandwiches. The bowl warms the water, "
             "kneads the dough and keeps it cosy for the first rise.",
-            servings=12, prep_minutes=20, difficulty="medium", cuisine="british",
-            category="bread", tags=["vegetarian", "baking", "basics"],
+            servings=12,
+            prep_minutes=20,
+            difficulty="medium",
+            cuisine="british",
+            category="bread",
+            tags=["vegetarian", "baking", "basics"],
             accessories=("900 g loaf tin",),
             ingredients=[
                 ing("water", "Water", 300, "ml"),
@@ -959,14 +1381,25 @@ def _breads() -> list[Json]:
                 weigh("Weigh in the flour", 500, keys=("flour",)),
                 add("Add the salt", "Add the salt", keys=("salt",)),
                 knead("Knead", 3 * MIN),
-                heat("First rise", 37, 50 * MIN,
-                     instruction="The dough should roughly double in size."),
+                heat(
+                    "First rise",
+                    37,
+                    50 * MIN,
+                    instruction="The dough should roughly double in size.",
+                ),
                 knead("Knock back", 30),
                 manual("Shape", "Shape the dough into a loaf and put it in the greased tin."),
-                rest("Second rise", 40 * MIN, start="on_user_confirm",
-                     instruction="Cover loosely; heat the oven to 220 °C."),
-                manual("Bake", "Bake for 30 minutes until it sounds hollow when tapped. Cool "
-                       "on a rack before slicing."),
+                rest(
+                    "Second rise",
+                    40 * MIN,
+                    start="on_user_confirm",
+                    instruction="Cover loosely; heat the oven to 220 °C.",
+                ),
+                manual(
+                    "Bake",
+                    "Bake for 30 minutes until it sounds hollow when tapped. Cool "
+                    "on a rack before slicing.",
+                ),
             ],
             nutrition=nutrition(160, 5, 2, 31, 1.5, 1, 0.8),
         ),
@@ -974,7 +1407,11 @@ def _breads() -> list[Json]:
             "Neapolitan-Style Pizza Dough",
             "A soft, extensible dough from '00' flour and a small amount of yeast. A slow rise "
             "gives a blistered, chewy crust even from a home oven.",
-            servings=4, prep_minutes=15, difficulty="medium", cuisine="italian", category="bread",
+            servings=4,
+            prep_minutes=15,
+            difficulty="medium",
+            cuisine="italian",
+            category="bread",
             tags=["vegan", "baking", "family", "weekend"],
             ingredients=[
                 ing("water", "Water", 320, "ml"),
@@ -992,18 +1429,28 @@ def _breads() -> list[Json]:
                 knead("Knead", 4 * MIN),
                 rest("Rise in the bowl", 2 * HOUR),
                 manual("Ball up", "Divide into four and roll each into a tight ball."),
-                rest("Rest the balls", 30 * MIN, start="on_user_confirm",
-                     instruction="Heat the oven to its highest setting with a tray inside."),
-                manual("Shape and bake", "Stretch each ball by hand, top sparingly and bake "
-                       "for 6 to 8 minutes."),
+                rest(
+                    "Rest the balls",
+                    30 * MIN,
+                    start="on_user_confirm",
+                    instruction="Heat the oven to its highest setting with a tray inside.",
+                ),
+                manual(
+                    "Shape and bake",
+                    "Stretch each ball by hand, top sparingly and bake for 6 to 8 minutes.",
+                ),
             ],
         ),
         recipe(
             "Swedish Cardamom Knots",
             "Buttery, twisted buns packed with freshly ground cardamom and finished with pearl "
             "sugar. Grinding the pods in the bowl makes all the difference.",
-            servings=12, prep_minutes=40, difficulty="hard", cuisine="swedish",
-            category="baking", tags=["vegetarian", "baking", "fika", "weekend"],
+            servings=12,
+            prep_minutes=40,
+            difficulty="hard",
+            cuisine="swedish",
+            category="baking",
+            tags=["vegetarian", "baking", "fika", "weekend"],
             accessories=("baking tray", "rolling pin"),
             ingredients=[
                 ing("cardamom_pods", "Green cardamom pods", 10, "g"),
@@ -1022,24 +1469,39 @@ def _breads() -> list[Json]:
             steps=[
                 add("Add the cardamom", "Add the cardamom pods", keys=("cardamom_pods",)),
                 blend("Grind", 10, 30),
-                manual("Sift the cardamom", "Sieve out the husks; keep a third of the powder "
-                       "for the filling."),
+                manual(
+                    "Sift the cardamom",
+                    "Sieve out the husks; keep a third of the powder for the filling.",
+                ),
                 add("Add milk and butter", "Add the milk and butter", keys=("milk", "butter")),
                 heat("Warm", 37, 3 * MIN, 2),
                 add("Add yeast and sugar", "Add the yeast and sugar", keys=("yeast", "sugar")),
                 stir("Dissolve", 2, 10),
                 weigh("Weigh in the flour", 450, keys=("flour",)),
-                add("Add the rest", "Add the salt, egg and two thirds of the cardamom",
-                    keys=("salt", "egg")),
+                add(
+                    "Add the rest",
+                    "Add the salt, egg and two thirds of the cardamom",
+                    keys=("salt", "egg"),
+                ),
                 knead("Knead", 4 * MIN),
                 heat("Prove", 37, 45 * MIN),
-                manual("Shape", "Roll out to a rectangle, spread with the butter, sugar and "
-                       "remaining cardamom, fold, cut into strips and twist into knots.",
-                       keys=("filling_butter", "filling_sugar")),
-                rest("Second rise", 30 * MIN, start="on_user_confirm",
-                     instruction="Heat the oven to 200 °C."),
-                manual("Bake", "Brush with egg, sprinkle with pearl sugar and bake for 10 to "
-                       "12 minutes.", keys=("egg_wash", "pearl_sugar")),
+                manual(
+                    "Shape",
+                    "Roll out to a rectangle, spread with the butter, sugar and "
+                    "remaining cardamom, fold, cut into strips and twist into knots.",
+                    keys=("filling_butter", "filling_sugar"),
+                ),
+                rest(
+                    "Second rise",
+                    30 * MIN,
+                    start="on_user_confirm",
+                    instruction="Heat the oven to 200 °C.",
+                ),
+                manual(
+                    "Bake",
+                    "Brush with egg, sprinkle with pearl sugar and bake for 10 to 12 minutes.",
+                    keys=("egg_wash", "pearl_sugar"),
+                ),
             ],
             nutrition=nutrition(290, 5, 13, 38, 1.5, 14, 0.3),
         ),
@@ -1047,8 +1509,12 @@ def _breads() -> list[Json]:
             "Banana Oat Pancakes",
             "Naturally sweet pancakes from ripe bananas and oats milled in the bowl. The batter "
             "rests while the pan heats up.",
-            servings=4, prep_minutes=5, difficulty="easy", cuisine="american",
-            category="breakfast", tags=["vegetarian", "family", "quick", "kids"],
+            servings=4,
+            prep_minutes=5,
+            difficulty="easy",
+            cuisine="american",
+            category="breakfast",
+            tags=["vegetarian", "family", "quick", "kids"],
             ingredients=[
                 ing("oats", "Rolled oats", 100, "g"),
                 ing("bananas", "Ripe bananas", 2, "piece"),
@@ -1062,13 +1528,19 @@ def _breads() -> list[Json]:
             steps=[
                 weigh("Weigh the oats", 100, keys=("oats",)),
                 blend("Mill the oats", 10, 20),
-                add("Add the rest", "Add the bananas, eggs, milk, baking powder, cinnamon and "
-                    "salt", keys=("bananas", "eggs", "milk", "baking_powder", "cinnamon",
-                                  "salt")),
+                add(
+                    "Add the rest",
+                    "Add the bananas, eggs, milk, baking powder, cinnamon and salt",
+                    keys=("bananas", "eggs", "milk", "baking_powder", "cinnamon", "salt"),
+                ),
                 blend("Make the batter", 5, 20),
                 rest("Rest the batter", 10 * MIN),
-                manual("Fry", "Melt a little butter in a frying pan and cook small ladlefuls "
-                       "for 2 minutes a side.", keys=("butter",)),
+                manual(
+                    "Fry",
+                    "Melt a little butter in a frying pan and cook small ladlefuls "
+                    "for 2 minutes a side.",
+                    keys=("butter",),
+                ),
             ],
             nutrition=nutrition(230, 9, 8, 31, 3.5, 10, 0.5),
         ),
@@ -1081,7 +1553,11 @@ def _sweets_and_basics() -> list[Json]:
             "Vanilla Pouring Custard",
             "Proper custard made with egg yolks and a real vanilla pod, held at just the right "
             "temperature so it thickens without curdling.",
-            servings=6, prep_minutes=5, difficulty="medium", cuisine="french", category="dessert",
+            servings=6,
+            prep_minutes=5,
+            difficulty="medium",
+            cuisine="french",
+            category="dessert",
             tags=["vegetarian", "gluten-free", "basics"],
             ingredients=[
                 ing("milk", "Whole milk", 500, "ml"),
@@ -1093,8 +1569,11 @@ def _sweets_and_basics() -> list[Json]:
             ],
             steps=[
                 weigh("Weigh the milk", 500, keys=("milk",)),
-                add("Add the rest", "Add the cream, yolks, sugar, vanilla seeds and cornflour",
-                    keys=("cream", "yolks", "sugar", "vanilla", "cornflour")),
+                add(
+                    "Add the rest",
+                    "Add the cream, yolks, sugar, vanilla seeds and cornflour",
+                    keys=("cream", "yolks", "sugar", "vanilla", "cornflour"),
+                ),
                 stir("Cook gently", 4, 8 * MIN, 80),
                 add("Check the custard", "Check the custard coats the back of a spoon"),
                 stir("Smooth", 4, 20),
@@ -1106,8 +1585,12 @@ def _sweets_and_basics() -> list[Json]:
             "Thick Homemade Yoghurt",
             "Scald the milk, cool it, stir in a spoonful of live yoghurt and let the bowl keep "
             "it at a steady 40 °C overnight. Milk powder makes it extra thick.",
-            servings=8, prep_minutes=5, difficulty="easy", cuisine="greek",
-            category="breakfast", tags=["vegetarian", "gluten-free", "basics", "overnight"],
+            servings=8,
+            prep_minutes=5,
+            difficulty="easy",
+            cuisine="greek",
+            category="breakfast",
+            tags=["vegetarian", "gluten-free", "basics", "overnight"],
             accessories=("jars",),
             ingredients=[
                 ing("milk", "Whole milk", 1000, "ml"),
@@ -1130,8 +1613,12 @@ def _sweets_and_basics() -> list[Json]:
             "Zesty Lemon Curd",
             "Sharp, glossy lemon curd that sets softly in the jar. Lovely on scones, swirled "
             "through yoghurt or spooned into tart cases.",
-            servings=10, prep_minutes=10, difficulty="medium", cuisine="british",
-            category="preserve", tags=["vegetarian", "gluten-free", "gift"],
+            servings=10,
+            prep_minutes=10,
+            difficulty="medium",
+            cuisine="british",
+            category="preserve",
+            tags=["vegetarian", "gluten-free", "gift"],
             accessories=("sterilised jars",),
             ingredients=[
                 ing("sugar", "Caster sugar", 200, "g"),
@@ -1145,8 +1632,11 @@ def _sweets_and_basics() -> list[Json]:
                 weigh("Weigh the sugar", 200, keys=("sugar",)),
                 add("Add the zest", "Add the lemon zest", keys=("zest",)),
                 blend("Make lemon sugar", 10, 10),
-                add("Add the rest", "Add the lemon juice, butter, eggs and yolk",
-                    keys=("juice", "butter", "eggs", "yolk")),
+                add(
+                    "Add the rest",
+                    "Add the lemon juice, butter, eggs and yolk",
+                    keys=("juice", "butter", "eggs", "yolk"),
+                ),
                 stir("Cook until thick", 4, 12 * MIN, 80),
                 add("Check the curd", "Check the curd coats the spoon thickly"),
                 manual("Pot", "Pour into warm sterilised jars, seal and cool."),
@@ -1156,8 +1646,12 @@ def _sweets_and_basics() -> list[Json]:
             "Chocolate Hazelnut Spread",
             "Toasted hazelnuts ground to a butter, then blended with dark chocolate and cocoa. "
             "Less sugar than the shop-bought kind and far more hazelnut.",
-            servings=16, prep_minutes=5, difficulty="medium", cuisine="italian",
-            category="spread", tags=["vegetarian", "gluten-free", "kids", "gift"],
+            servings=16,
+            prep_minutes=5,
+            difficulty="medium",
+            cuisine="italian",
+            category="spread",
+            tags=["vegetarian", "gluten-free", "kids", "gift"],
             ingredients=[
                 ing("hazelnuts", "Blanched hazelnuts", 200, "g"),
                 ing("sugar", "Icing sugar", 120, "g"),
@@ -1171,12 +1665,19 @@ def _sweets_and_basics() -> list[Json]:
                 weigh("Weigh the hazelnuts", 200, keys=("hazelnuts",)),
                 stir("Toast", 1, 8 * MIN, 120, reverse=True),
                 add("Add the sugar", "Add the sugar", keys=("sugar",)),
-                blend("Grind to a butter", 10, 60,
-                      instruction="Scrape down halfway; the nuts turn to a paste."),
+                blend(
+                    "Grind to a butter",
+                    10,
+                    60,
+                    instruction="Scrape down halfway; the nuts turn to a paste.",
+                ),
                 add("Add the chocolate", "Add the chocolate", keys=("chocolate",)),
                 blend("Chop the chocolate", 9, 15),
-                add("Add the rest", "Add the cocoa, oil, milk powder and salt",
-                    keys=("cocoa", "oil", "milk_powder", "salt")),
+                add(
+                    "Add the rest",
+                    "Add the cocoa, oil, milk powder and salt",
+                    keys=("cocoa", "oil", "milk_powder", "salt"),
+                ),
                 blend("Blend warm", 5, 2 * MIN, 50),
                 manual("Jar", "Pour into a clean jar; it firms up as it cools."),
             ],
@@ -1186,8 +1687,12 @@ def _sweets_and_basics() -> list[Json]:
             "Quick Strawberry Jam",
             "A small batch of bright strawberry jam in half an hour. Jam sugar with added pectin "
             "sets it reliably; the reverse stir keeps some fruit whole.",
-            servings=24, prep_minutes=10, difficulty="medium", cuisine="french",
-            category="preserve", tags=["vegan", "gluten-free", "summer", "gift"],
+            servings=24,
+            prep_minutes=10,
+            difficulty="medium",
+            cuisine="french",
+            category="preserve",
+            tags=["vegan", "gluten-free", "summer", "gift"],
             accessories=("splash guard", "sterilised jars"),
             ingredients=[
                 ing("strawberries", "Strawberries", 600, "g", note="hulled"),
@@ -1198,11 +1703,16 @@ def _sweets_and_basics() -> list[Json]:
                 weigh("Weigh the strawberries", 600, keys=("strawberries",)),
                 blend("Crush", 4, 4),
                 weigh("Weigh in the sugar", 400, keys=("sugar",)),
-                add("Add the lemon", "Add the lemon juice and put the splash guard on the lid",
-                    keys=("lemon",)),
+                add(
+                    "Add the lemon",
+                    "Add the lemon juice and put the splash guard on the lid",
+                    keys=("lemon",),
+                ),
                 stir("Boil", 1, 25 * MIN, 105, reverse=True),
-                add("Test the set", "Put a little jam on a cold saucer: it should wrinkle when "
-                    "pushed"),
+                add(
+                    "Test the set",
+                    "Put a little jam on a cold saucer: it should wrinkle when pushed",
+                ),
                 manual("Pot", "Ladle into hot sterilised jars and seal at once."),
             ],
         ),
@@ -1210,7 +1720,11 @@ def _sweets_and_basics() -> list[Json]:
             "Thick Spanish Hot Chocolate",
             "Chocolate a la taza: dark, spoon-coating drinking chocolate thickened with a "
             "little cornflour. Made for dunking churros or buttered toast.",
-            servings=4, prep_minutes=2, difficulty="easy", cuisine="spanish", category="drink",
+            servings=4,
+            prep_minutes=2,
+            difficulty="easy",
+            cuisine="spanish",
+            category="drink",
             tags=["vegetarian", "gluten-free", "quick", "winter"],
             ingredients=[
                 ing("chocolate", "Dark chocolate", 100, "g", note="in pieces"),
@@ -1223,8 +1737,11 @@ def _sweets_and_basics() -> list[Json]:
                 add("Add the chocolate", "Add the chocolate", keys=("chocolate",)),
                 blend("Grate", 9, 10),
                 weigh("Weigh in the milk", 750, keys=("milk",)),
-                add("Add the rest", "Add the cornflour, sugar and cinnamon",
-                    keys=("cornflour", "sugar", "cinnamon")),
+                add(
+                    "Add the rest",
+                    "Add the cornflour, sugar and cinnamon",
+                    keys=("cornflour", "sugar", "cinnamon"),
+                ),
                 stir("Heat and thicken", 3, 8 * MIN, 90),
                 manual("Serve", "Pour into small cups and serve at once."),
             ],
@@ -1234,7 +1751,11 @@ def _sweets_and_basics() -> list[Json]:
             "Mango Lassi with Cardamom",
             "Cold, creamy and fragrant: ripe mango blended with yoghurt, a little milk and a "
             "pinch of cardamom, over crushed ice.",
-            servings=4, prep_minutes=5, difficulty="easy", cuisine="indian", category="drink",
+            servings=4,
+            prep_minutes=5,
+            difficulty="easy",
+            cuisine="indian",
+            category="drink",
             tags=["vegetarian", "gluten-free", "quick", "summer"],
             ingredients=[
                 ing("ice", "Ice cubes", 8, "piece"),
@@ -1248,8 +1769,11 @@ def _sweets_and_basics() -> list[Json]:
                 add("Add the ice", "Add the ice", keys=("ice",)),
                 blend("Crush the ice", 8, 10),
                 weigh("Weigh in the mango", 400, keys=("mango",)),
-                add("Add the rest", "Add the yoghurt, milk, sugar and cardamom",
-                    keys=("yoghurt", "milk", "sugar", "cardamom")),
+                add(
+                    "Add the rest",
+                    "Add the yoghurt, milk, sugar and cardamom",
+                    keys=("yoghurt", "milk", "sugar", "cardamom"),
+                ),
                 blend("Blend", 10, 40),
                 manual("Serve", "Pour into tall glasses."),
             ],
@@ -1258,7 +1782,11 @@ def _sweets_and_basics() -> list[Json]:
             "Coconut Rice Pudding with Mango",
             "Creamy, dairy-free rice pudding simmered in coconut and oat milk, finished with "
             "lime zest and served with sliced mango.",
-            servings=6, prep_minutes=5, difficulty="easy", cuisine="thai", category="dessert",
+            servings=6,
+            prep_minutes=5,
+            difficulty="easy",
+            cuisine="thai",
+            category="dessert",
             tags=["vegan", "gluten-free", "comfort"],
             ingredients=[
                 ing("rice", "Pudding rice", 120, "g"),
@@ -1271,8 +1799,11 @@ def _sweets_and_basics() -> list[Json]:
             ],
             steps=[
                 weigh("Weigh the rice", 120, keys=("rice",)),
-                add("Add the liquids", "Add the coconut milk, oat milk, sugar and salt",
-                    keys=("coconut_milk", "oat_milk", "sugar", "salt")),
+                add(
+                    "Add the liquids",
+                    "Add the coconut milk, oat milk, sugar and salt",
+                    keys=("coconut_milk", "oat_milk", "sugar", "salt"),
+                ),
                 stir("Simmer", 1, 35 * MIN, 95, reverse=True),
                 add("Add the zest", "Add the lime zest", keys=("lime",)),
                 rest("Thicken", 10 * MIN),
@@ -1284,7 +1815,11 @@ def _sweets_and_basics() -> list[Json]:
             "Creamy Mashed Potatoes",
             "Potatoes cooked in milk, then whipped with butter: no draining, no lumps, and all "
             "the flavour stays in the mash.",
-            servings=4, prep_minutes=10, difficulty="easy", cuisine="british", category="side",
+            servings=4,
+            prep_minutes=10,
+            difficulty="easy",
+            cuisine="british",
+            category="side",
             tags=["vegetarian", "gluten-free", "comfort", "family"],
             accessories=("whisk attachment",),
             ingredients=[
@@ -1309,7 +1844,11 @@ def _sweets_and_basics() -> list[Json]:
             "Soft Parmesan Polenta",
             "Quick-cook polenta enriched with butter and Parmesan: a soft, spoonable side for "
             "braises, mushrooms or sausages.",
-            servings=4, prep_minutes=2, difficulty="easy", cuisine="italian", category="side",
+            servings=4,
+            prep_minutes=2,
+            difficulty="easy",
+            cuisine="italian",
+            category="side",
             tags=["vegetarian", "gluten-free", "quick"],
             ingredients=[
                 ing("water", "Water", 800, "ml"),
@@ -1323,11 +1862,17 @@ def _sweets_and_basics() -> list[Json]:
                 weigh("Weigh the water", 800, keys=("water",)),
                 add("Add milk and salt", "Add the milk and salt", keys=("milk", "salt")),
                 heat("Bring to the boil", 100, 8 * MIN, 1),
-                add("Add the polenta", "Pour the polenta through the lid while the blade turns",
-                    keys=("polenta",)),
+                add(
+                    "Add the polenta",
+                    "Pour the polenta through the lid while the blade turns",
+                    keys=("polenta",),
+                ),
                 stir("Cook", 2, 10 * MIN, 95, reverse=True, start="on_temperature"),
-                add("Add butter and cheese", "Add the butter and Parmesan",
-                    keys=("butter", "parmesan")),
+                add(
+                    "Add butter and cheese",
+                    "Add the butter and Parmesan",
+                    keys=("butter", "parmesan"),
+                ),
                 stir("Beat in", 2, 30, reverse=True),
                 manual("Serve", "Serve straight away; it firms as it cools."),
             ],
@@ -1336,7 +1881,11 @@ def _sweets_and_basics() -> list[Json]:
             "Butternut Squash Purée for Little Ones",
             "A smooth first-foods purée: squash steamed in the basket to keep its sweetness, "
             "then blended with a little of the cooking water. Freezes in ice-cube trays.",
-            servings=8, prep_minutes=10, difficulty="easy", cuisine=None, category="baby",
+            servings=8,
+            prep_minutes=10,
+            difficulty="easy",
+            cuisine=None,
+            category="baby",
             tags=["vegan", "gluten-free", "baby-food", "freezer-friendly"],
             accessories=("simmering basket",),
             ingredients=[
@@ -1345,22 +1894,34 @@ def _sweets_and_basics() -> list[Json]:
             ],
             steps=[
                 weigh("Weigh the water", 500, keys=("water",)),
-                add("Add the squash", "Put the squash in the simmering basket and insert it",
-                    keys=("squash",)),
+                add(
+                    "Add the squash",
+                    "Put the squash in the simmering basket and insert it",
+                    keys=("squash",),
+                ),
                 steam("Steam", 20 * MIN),
-                manual("Drain", "Lift out the basket, pour away all but 100 ml of the water "
-                       "and tip the squash back into the bowl."),
+                manual(
+                    "Drain",
+                    "Lift out the basket, pour away all but 100 ml of the water "
+                    "and tip the squash back into the bowl.",
+                ),
                 blend("Purée", 6, 60),
                 rest("Cool", 15 * MIN),
-                manual("Portion", "Spoon into ice-cube trays and freeze, or keep for 2 days in "
-                       "the fridge."),
+                manual(
+                    "Portion",
+                    "Spoon into ice-cube trays and freeze, or keep for 2 days in the fridge.",
+                ),
             ],
         ),
         recipe(
             "Fluffy Steamed Jasmine Rice",
             "Perfect rice every time: the grains steam in the basket above boiling water and "
             "never stick to the bottom.",
-            servings=4, prep_minutes=2, difficulty="easy", cuisine="thai", category="side",
+            servings=4,
+            prep_minutes=2,
+            difficulty="easy",
+            cuisine="thai",
+            category="side",
             tags=["vegan", "gluten-free", "basics"],
             accessories=("simmering basket",),
             ingredients=[
@@ -1373,8 +1934,11 @@ def _sweets_and_basics() -> list[Json]:
                 add("Add the salt", "Add the salt", keys=("salt",)),
                 add("Insert the basket", "Insert the simmering basket"),
                 weigh("Weigh the rice into the basket", 300, keys=("rice",)),
-                manual("Rinse", "Rinse the rice in the basket under the tap until the water "
-                       "runs clear, then put it back."),
+                manual(
+                    "Rinse",
+                    "Rinse the rice in the basket under the tap until the water "
+                    "runs clear, then put it back.",
+                ),
                 heat("Cook", 100, 20 * MIN, 4),
                 rest("Rest", 3 * MIN),
                 manual("Serve", "Fluff with a fork and serve."),

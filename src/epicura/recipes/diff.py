@@ -58,7 +58,9 @@ def _diff_keyed(path: str, before: list[Any], after: list[Any], out: list[FieldC
             _diff_value(sub, old[key], new[key], out)
 
 
-def _diff_positional(path: str, before: list[Any], after: list[Any], out: list[FieldChange]) -> None:
+def _diff_positional(
+    path: str, before: list[Any], after: list[Any], out: list[FieldChange]
+) -> None:
     for index in range(max(len(before), len(after))):
         sub = f"{path}[{index}]"
         if index >= len(before):

@@ -31,8 +31,14 @@ SELECT r.id, r.owner_id, r.visibility, r.is_official, r.status, r.current_versio
 
 
 def head_etag(head: dict[str, Any]) -> str:
-    return make_etag(head["id"], head["current_version"], head["updated_at"].isoformat(),
-                     head["rating_count"], head["cooked_count"], head["favorite_count"])
+    return make_etag(
+        head["id"],
+        head["current_version"],
+        head["updated_at"].isoformat(),
+        head["rating_count"],
+        head["cooked_count"],
+        head["favorite_count"],
+    )
 
 
 def entry_from(rt: Runtime, head: dict[str, Any], content: bytes) -> HeadEntry:
@@ -60,12 +66,17 @@ async def _read_postgres(rt: Runtime, recipe_id: uuid.UUID) -> tuple[dict[str, A
 
 async def _read_sqlite(rt: Runtime, recipe_id: uuid.UUID) -> tuple[dict[str, Any], bytes] | None:
     async with rt.db.sessions() as session:
-        found = (await session.execute(
-            select(Recipe, RecipeVersion.content)
-            .join(RecipeVersion, (RecipeVersion.recipe_id == Recipe.id)
-                  & (RecipeVersion.version == Recipe.current_version))
-            .where(Recipe.id == recipe_id)
-        )).first()
+        found = (
+            await session.execute(
+                select(Recipe, RecipeVersion.content)
+                .join(
+                    RecipeVersion,
+                    (RecipeVersion.recipe_id == Recipe.id)
+                    & (RecipeVersion.version == Recipe.current_version),
+                )
+                .where(Recipe.id == recipe_id)
+            )
+        ).first()
     if found is None:
         return None
     recipe, content = found

@@ -182,12 +182,18 @@ def _decode_limiter(rt: Runtime) -> anyio.CapacityLimiter:
 def image_view(storage: Storage, image_id: uuid.UUID, width: int, height: int) -> dict[str, Any]:
     """The API representation: the largest rendition's URL and size, and every rendition's URL."""
     renditions = {str(nominal): storage.url(image_key(image_id, nominal)) for nominal in WIDTHS}
-    return {"id": str(image_id), "url": renditions[str(max(WIDTHS))], "width": width,
-            "height": height, "renditions": renditions}
+    return {
+        "id": str(image_id),
+        "url": renditions[str(max(WIDTHS))],
+        "width": width,
+        "height": height,
+        "renditions": renditions,
+    }
 
 
-async def upload(rt: Runtime, session: AsyncSession, recipe: Recipe, user: User,
-                 data: bytes) -> dict[str, Any]:
+async def upload(
+    rt: Runtime, session: AsyncSession, recipe: Recipe, user: User, data: bytes
+) -> dict[str, Any]:
     """Store an image for `recipe` (the caller has checked it may edit it); its id can then be
     listed in a version's `images`."""
     if len(data) > MAX_IMAGE_BYTES:
@@ -195,8 +201,9 @@ async def upload(rt: Runtime, session: AsyncSession, recipe: Recipe, user: User,
     if recipe.status == ARCHIVED:
         raise RecipeArchived()
     active = await session.scalar(
-        select(func.count()).select_from(RecipeImage).where(
-            RecipeImage.recipe_id == recipe.id, RecipeImage.deleted_at.is_(None))
+        select(func.count())
+        .select_from(RecipeImage)
+        .where(RecipeImage.recipe_id == recipe.id, RecipeImage.deleted_at.is_(None))
     )
     if (active or 0) >= MAX_IMAGES_PER_RECIPE:
         raise TooManyImages()
@@ -205,21 +212,38 @@ async def upload(rt: Runtime, session: AsyncSession, recipe: Recipe, user: User,
     storage = storage_of(rt)
     keys = [image_key(image_id, rendition.nominal) for rendition in renditions]
     try:
-        await asyncio.gather(*(storage.put(key, rendition.data, content_type="image/webp")
-                               for key, rendition in zip(keys, renditions, strict=True)))
+        await asyncio.gather(
+            *(
+                storage.put(key, rendition.data, content_type="image/webp")
+                for key, rendition in zip(keys, renditions, strict=True)
+            )
+        )
     except (obstore.exceptions.BaseError, OSError) as exc:
         log.warning("image_store_failed", error=type(exc).__name__)
         await _forget(storage, keys)
         raise DependencyUnavailable("The file store is unavailable") from exc
     largest = renditions[-1]
-    session.add(RecipeImage(
-        id=image_id, recipe_id=recipe.id, uploaded_by=user.id, width=largest.width,
-        height=largest.height, renditions=[rendition.nominal for rendition in renditions],
-        created_at=clock.utcnow(), deleted_at=None,
-    ))
+    session.add(
+        RecipeImage(
+            id=image_id,
+            recipe_id=recipe.id,
+            uploaded_by=user.id,
+            width=largest.width,
+            height=largest.height,
+            renditions=[rendition.nominal for rendition in renditions],
+            created_at=clock.utcnow(),
+            deleted_at=None,
+        )
+    )
     await session.flush()
-    audit.record(session, "recipe.image_added", actor_id=user.id, target_type="recipe",
-                 target_id=recipe.id, image_id=str(image_id))
+    audit.record(
+        session,
+        "recipe.image_added",
+        actor_id=user.id,
+        target_type="recipe",
+        target_id=recipe.id,
+        image_id=str(image_id),
+    )
     return image_view(storage, image_id, largest.width, largest.height)
 
 
@@ -230,31 +254,43 @@ async def _forget(storage: Storage, keys: Sequence[str]) -> None:
         log.warning("image_cleanup_failed", keys=list(keys))
 
 
-async def delete(rt: Runtime, session: AsyncSession, recipe: Recipe, user: User,
-                 image_id: uuid.UUID) -> None:
+async def delete(
+    rt: Runtime, session: AsyncSession, recipe: Recipe, user: User, image_id: uuid.UUID
+) -> None:
     """Mark the image deleted; its files are removed by a job once this transaction commits."""
     row = await session.scalar(
-        select(RecipeImage).where(
-            RecipeImage.id == image_id, RecipeImage.recipe_id == recipe.id,
+        select(RecipeImage)
+        .where(
+            RecipeImage.id == image_id,
+            RecipeImage.recipe_id == recipe.id,
             RecipeImage.deleted_at.is_(None),
-        ).with_for_update()
+        )
+        .with_for_update()
     )
     if row is None:
         raise NotFound("No such image")
     row.deleted_at = clock.utcnow()
     rt.jobs.enqueue(session, DELETE_FILES_JOB, {"keys": image_keys(image_id)})
-    audit.record(session, "recipe.image_deleted", actor_id=user.id, target_type="recipe",
-                 target_id=recipe.id, image_id=str(image_id))
+    audit.record(
+        session,
+        "recipe.image_deleted",
+        actor_id=user.id,
+        target_type="recipe",
+        target_id=recipe.id,
+        image_id=str(image_id),
+    )
 
 
-async def usable_image_ids(session: AsyncSession, recipe_id: uuid.UUID,
-                           image_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+async def usable_image_ids(
+    session: AsyncSession, recipe_id: uuid.UUID, image_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
     """Which of `image_ids` are live images of this recipe (for checking a version's `images`)."""
     if not image_ids:
         return set()
     found = await session.scalars(
         select(RecipeImage.id).where(
-            RecipeImage.recipe_id == recipe_id, RecipeImage.id.in_(list(image_ids)),
+            RecipeImage.recipe_id == recipe_id,
+            RecipeImage.id.in_(list(image_ids)),
             RecipeImage.deleted_at.is_(None),
         )
     )

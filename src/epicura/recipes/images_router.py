@@ -34,7 +34,8 @@ UPLOAD_BODY = {
                     "required": [FILE_FIELD],
                     "properties": {
                         FILE_FIELD: {
-                            "type": "string", "format": "binary",
+                            "type": "string",
+                            "format": "binary",
                             "description": "A JPEG, PNG or WebP image of at most 10 MiB",
                         },
                     },
@@ -62,9 +63,15 @@ async def read_upload(request: Request) -> bytes:
     try:
         part = form.get(FILE_FIELD)
         if not isinstance(part, UploadFile):
-            raise ValidationFailed(errors=[ErrorItem(
-                loc=["body", FILE_FIELD], msg="A file part named `file` is required",
-                type="missing")])
+            raise ValidationFailed(
+                errors=[
+                    ErrorItem(
+                        loc=["body", FILE_FIELD],
+                        msg="A file part named `file` is required",
+                        type="missing",
+                    )
+                ]
+            )
         data = await part.read(images.MAX_IMAGE_BYTES + 1)
     finally:
         await form.close()
@@ -74,14 +81,29 @@ async def read_upload(request: Request) -> bytes:
 
 
 @router.post(
-    "/recipes/{recipe_id}/images", status_code=201, response_model=ImageOut,
+    "/recipes/{recipe_id}/images",
+    status_code=201,
+    response_model=ImageOut,
     openapi_extra=UPLOAD_BODY,
-    responses=responses(NotAuthenticated, Forbidden, NotFound, images.ImageTooLarge,
-                        UnsupportedMediaType, images.InvalidImage, images.TooManyImages,
-                        service.RecipeArchived, DependencyUnavailable),
+    responses=responses(
+        NotAuthenticated,
+        Forbidden,
+        NotFound,
+        images.ImageTooLarge,
+        UnsupportedMediaType,
+        images.InvalidImage,
+        images.TooManyImages,
+        service.RecipeArchived,
+        DependencyUnavailable,
+    ),
 )
-async def upload_image(recipe_id: uuid.UUID, request: Request, principal: CurrentPrincipal,
-                       rt: RuntimeDep, session: DbSession) -> JSONResponse:
+async def upload_image(
+    recipe_id: uuid.UUID,
+    request: Request,
+    principal: CurrentPrincipal,
+    rt: RuntimeDep,
+    session: DbSession,
+) -> JSONResponse:
     """Add an image to the recipe (owner or admin). Checked by content (JPEG, PNG, WebP),
     cleaned of metadata and stored as WebP renditions; list its `id` in a version's `images`."""
     # The token is checked first (no database), the body read next, and only then is a database
@@ -94,11 +116,13 @@ async def upload_image(recipe_id: uuid.UUID, request: Request, principal: Curren
 
 
 @router.delete(
-    "/recipes/{recipe_id}/images/{image_id}", status_code=204,
+    "/recipes/{recipe_id}/images/{image_id}",
+    status_code=204,
     responses=responses(NotAuthenticated, Forbidden, NotFound),
 )
-async def delete_image(recipe_id: uuid.UUID, image_id: uuid.UUID, user: CurrentUser,
-                       rt: RuntimeDep, session: DbSession) -> Response:
+async def delete_image(
+    recipe_id: uuid.UUID, image_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep, session: DbSession
+) -> Response:
     """Delete an image (owner or admin); its stored files are removed shortly after."""
     recipe = await service.editable(session, recipe_id, user)
     await images.delete(rt, session, recipe, user, image_id)

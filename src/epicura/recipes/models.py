@@ -20,7 +20,9 @@ PRIVATE, PUBLIC = "private", "public"
 
 class CapabilityProfileRow(Base):
     __tablename__ = "capability_profiles"
-    __table_args__ = (UniqueConstraint("model", "hw_revision", name="uq_capability_profiles_model_hw"),)
+    __table_args__ = (
+        UniqueConstraint("model", "hw_revision", name="uq_capability_profiles_model_hw"),
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     model: Mapped[str] = mapped_column(String(40))

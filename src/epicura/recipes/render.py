@@ -19,8 +19,14 @@ from epicura.recipes.models import Recipe
 
 ImageUrl = Callable[[uuid.UUID | None], str | None]
 HEAD_FIELDS = (
-    "visibility", "is_official", "status", "current_version", "rating_avg", "rating_count",
-    "cooked_count", "favorite_count",
+    "visibility",
+    "is_official",
+    "status",
+    "current_version",
+    "rating_avg",
+    "rating_count",
+    "cooked_count",
+    "favorite_count",
 )
 
 
@@ -55,8 +61,12 @@ class VersionCache:
 
 def head_dict(recipe: Recipe) -> dict[str, Any]:
     head = {name: getattr(recipe, name) for name in HEAD_FIELDS}
-    head.update(id=recipe.id, owner_id=recipe.owner_id, created_at=recipe.created_at,
-                updated_at=recipe.updated_at)
+    head.update(
+        id=recipe.id,
+        owner_id=recipe.owner_id,
+        created_at=recipe.created_at,
+        updated_at=recipe.updated_at,
+    )
     return head
 
 
@@ -67,8 +77,9 @@ def recipe_body(head: dict[str, Any], content: bytes, is_favorite: bool | None) 
     return prefix[:-1] + b',"content":' + content + b"}"
 
 
-def summaries_body(items: list[dict[str, Any]], next_cursor: str | None,
-                   image_url: ImageUrl) -> bytes:
+def summaries_body(
+    items: list[dict[str, Any]], next_cursor: str | None, image_url: ImageUrl
+) -> bytes:
     for item in items:
         item["image_url"] = image_url(item.pop("cover_image_id"))
     return orjson.dumps({"items": items, "next_cursor": next_cursor}, default=str)

@@ -29,7 +29,9 @@ async def profiles(session: AsyncSession) -> Sequence[CapabilityProfileRow]:
     return (await session.scalars(query)).all()
 
 
-async def recipe(session: AsyncSession, recipe_id: uuid.UUID, *, lock: bool = False) -> Recipe | None:
+async def recipe(
+    session: AsyncSession, recipe_id: uuid.UUID, *, lock: bool = False
+) -> Recipe | None:
     query = select(Recipe).where(Recipe.id == recipe_id)
     if lock:
         query = query.with_for_update()
@@ -69,14 +71,19 @@ async def is_favorite(session: AsyncSession, user_id: uuid.UUID, recipe_id: uuid
     return await session.get(Favorite, (user_id, recipe_id)) is not None
 
 
-async def add_favorite(session: AsyncSession, user_id: uuid.UUID, recipe_id: uuid.UUID,
-                       at: Any) -> bool:
+async def add_favorite(
+    session: AsyncSession, user_id: uuid.UUID, recipe_id: uuid.UUID, at: Any
+) -> bool:
     if await is_favorite(session, user_id, recipe_id):
         return False
-    await session.execute(insert(Favorite).values(user_id=user_id, recipe_id=recipe_id,
-                                                  created_at=at))
-    await session.execute(update(Recipe).where(Recipe.id == recipe_id)
-                          .values(favorite_count=Recipe.favorite_count + 1))
+    await session.execute(
+        insert(Favorite).values(user_id=user_id, recipe_id=recipe_id, created_at=at)
+    )
+    await session.execute(
+        update(Recipe)
+        .where(Recipe.id == recipe_id)
+        .values(favorite_count=Recipe.favorite_count + 1)
+    )
     return True
 
 
@@ -86,14 +93,17 @@ async def remove_favorite(session: AsyncSession, user_id: uuid.UUID, recipe_id: 
     )
     if not getattr(result, "rowcount", 0):
         return False
-    await session.execute(update(Recipe).where(Recipe.id == recipe_id)
-                          .values(favorite_count=Recipe.favorite_count - 1))
+    await session.execute(
+        update(Recipe)
+        .where(Recipe.id == recipe_id)
+        .values(favorite_count=Recipe.favorite_count - 1)
+    )
     return True
 
 
 async def tag_counts(session: AsyncSession, limit: int) -> list[tuple[str, int]]:
     """Tags of published public recipes with how many recipes carry each."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         sql = text(
             "SELECT tag, count(*) AS n FROM recipes, jsonb_array_elements_text(tags::jsonb) AS tag "
             "WHERE status = :published AND visibility = :public "
@@ -111,8 +121,11 @@ async def tag_counts(session: AsyncSession, limit: int) -> list[tuple[str, int]]
 
 def keywords_of(content: dict[str, Any]) -> str:
     """Tags, cuisine and ingredient names: the middle weight of the search."""
-    parts = [*content.get("tags", []), content.get("cuisine") or "",
-             *(ingredient["name"] for ingredient in content.get("ingredients", []))]
+    parts = [
+        *content.get("tags", []),
+        content.get("cuisine") or "",
+        *(ingredient["name"] for ingredient in content.get("ingredients", [])),
+    ]
     return " ".join(part for part in parts if part)
 
 
@@ -120,7 +133,7 @@ async def refresh_search(session: AsyncSession, recipe_ids: Sequence[uuid.UUID])
     """Rebuild the search index entries of these recipes from their current versions."""
     if not recipe_ids:
         return
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await _refresh_postgres(session, recipe_ids)
     else:
         await _refresh_sqlite(session, recipe_ids)
@@ -163,12 +176,17 @@ async def _refresh_postgres(session: AsyncSession, recipe_ids: Sequence[uuid.UUI
 
 
 async def _refresh_sqlite(session: AsyncSession, recipe_ids: Sequence[uuid.UUID]) -> None:
-    rows = (await session.execute(
-        select(Recipe.id, Recipe.title, Recipe.description, RecipeVersion.content)
-        .join(RecipeVersion, (RecipeVersion.recipe_id == Recipe.id)
-              & (RecipeVersion.version == Recipe.current_version))
-        .where(Recipe.id.in_(recipe_ids))
-    )).all()
+    rows = (
+        await session.execute(
+            select(Recipe.id, Recipe.title, Recipe.description, RecipeVersion.content)
+            .join(
+                RecipeVersion,
+                (RecipeVersion.recipe_id == Recipe.id)
+                & (RecipeVersion.version == Recipe.current_version),
+            )
+            .where(Recipe.id.in_(recipe_ids))
+        )
+    ).all()
     keys = [rid.hex for rid in recipe_ids]
     await session.execute(
         text("DELETE FROM recipes_fts WHERE recipe_id IN (SELECT value FROM json_each(:ids))"),
@@ -176,10 +194,16 @@ async def _refresh_sqlite(session: AsyncSession, recipe_ids: Sequence[uuid.UUID]
     )
     for rid, title, description, content in rows:
         await session.execute(
-            text("INSERT INTO recipes_fts (recipe_id, title, keywords, description) "
-                 "VALUES (:id, :title, :keywords, :description)"),
-            {"id": rid.hex, "title": fold(title), "keywords": fold(keywords_of(content)),
-             "description": fold(description)},
+            text(
+                "INSERT INTO recipes_fts (recipe_id, title, keywords, description) "
+                "VALUES (:id, :title, :keywords, :description)"
+            ),
+            {
+                "id": rid.hex,
+                "title": fold(title),
+                "keywords": fold(keywords_of(content)),
+                "description": fold(description),
+            },
         )
 
 
@@ -191,4 +215,3 @@ def search_text_of(content: dict[str, Any]) -> str:
 async def count_versions(session: AsyncSession, recipe_id: uuid.UUID) -> int:
     query = select(func.count()).where(RecipeVersion.recipe_id == recipe_id)
     return int(await session.scalar(query) or 0)
-

@@ -71,19 +71,34 @@ def _favorite_etag(etag: str, is_favorite: bool | None) -> str:
     return etag if is_favorite is None else f'{etag[:-1]}-{int(is_favorite)}"'
 
 
-def _reply(request: Request, head: dict[str, Any], content: bytes, etag: str,
-           is_favorite: bool | None, public: bool, status: int = 200) -> Response:
+def _reply(
+    request: Request,
+    head: dict[str, Any],
+    content: bytes,
+    etag: str,
+    is_favorite: bool | None,
+    public: bool,
+    status: int = 200,
+) -> Response:
     etag = _favorite_etag(etag, is_favorite)
-    headers = {"ETag": etag,
-               "Cache-Control": PUBLIC_CACHE if public and is_favorite is None else PRIVATE_CACHE}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": PUBLIC_CACHE if public and is_favorite is None else PRIVATE_CACHE,
+    }
     if status == 200 and not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     body = render.recipe_body(head, content, is_favorite)
     return Response(body, status_code=status, media_type=JSON, headers=headers)
 
 
-async def _recipe_response(request: Request, rt: RuntimeDep, session: DbSession,
-                           recipe: Recipe, user: Any, status: int = 200) -> Response:
+async def _recipe_response(
+    request: Request,
+    rt: RuntimeDep,
+    session: DbSession,
+    recipe: Recipe,
+    user: Any,
+    status: int = 200,
+) -> Response:
     """The reply after a change, read through this request's session."""
     version_cache = render_cache(rt)
     content = version_cache.get(recipe.id, recipe.current_version)
@@ -96,13 +111,19 @@ async def _recipe_response(request: Request, rt: RuntimeDep, session: DbSession,
     return _reply(request, head, content, hot.head_etag(head), is_favorite, public, status)
 
 
-@router.get("/recipes", response_model=Page[RecipeSummary],
-            responses=responses(NotAuthenticated, InvalidCursor))
+@router.get(
+    "/recipes",
+    response_model=Page[RecipeSummary],
+    responses=responses(NotAuthenticated, InvalidCursor),
+)
 async def list_recipes(
-    rt: RuntimeDep, token: BearerToken, request: Request,
+    rt: RuntimeDep,
+    token: BearerToken,
+    request: Request,
     q: Annotated[str | None, Query(max_length=200)] = None,
-    tags: Annotated[str | None, Query(max_length=400,
-                                      description="Comma list; all must match")] = None,
+    tags: Annotated[
+        str | None, Query(max_length=400, description="Comma list; all must match")
+    ] = None,
     category: Annotated[str | None, Query(max_length=40)] = None,
     cuisine: Annotated[str | None, Query(max_length=40)] = None,
     difficulty: Literal["easy", "medium", "hard"] | None = None,
@@ -128,10 +149,19 @@ async def list_recipes(
             return Response(cached, media_type=JSON, headers={"Cache-Control": LIST_CACHE})
     generation = pages.generation
     filters = search.Filters(
-        q=q, tags=tuple(t.strip().lower() for t in (tags or "").split(",") if t.strip()),
-        category=category, cuisine=cuisine, difficulty=difficulty,
-        max_total_minutes=max_total_minutes, official=official, mine=mine, favorites=favorites,
-        language=language, sort=sort, limit=limit, cursor=cursor,
+        q=q,
+        tags=tuple(t.strip().lower() for t in (tags or "").split(",") if t.strip()),
+        category=category,
+        cuisine=cuisine,
+        difficulty=difficulty,
+        max_total_minutes=max_total_minutes,
+        official=official,
+        mine=mine,
+        favorites=favorites,
+        language=language,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
     )
     async with rt.db.sessions() as session:
         user = None
@@ -143,8 +173,9 @@ async def list_recipes(
     body = render.summaries_body(items, next_cursor, image_url(rt))
     if user is None:
         pages.store(page_key, generation, body)
-    return Response(body, media_type=JSON,
-                    headers={"Cache-Control": PRIVATE_CACHE if user else LIST_CACHE})
+    return Response(
+        body, media_type=JSON, headers={"Cache-Control": PRIVATE_CACHE if user else LIST_CACHE}
+    )
 
 
 def _language(request: Request) -> str:
@@ -152,8 +183,9 @@ def _language(request: Request) -> str:
     return accept.split(",")[0].split(";")[0].strip()[:8] or "en"
 
 
-async def _appliance_fit(rt: RuntimeDep, session: DbSession, user: Any,
-                         appliance_id: uuid.UUID | None) -> tuple[str | None, str | None]:
+async def _appliance_fit(
+    rt: RuntimeDep, session: DbSession, user: Any, appliance_id: uuid.UUID | None
+) -> tuple[str | None, str | None]:
     """The capability profile and firmware of the caller's appliance, for "cookable on"."""
     if appliance_id is None:
         return None, None
@@ -164,11 +196,15 @@ async def _appliance_fit(rt: RuntimeDep, session: DbSession, user: Any,
     return found
 
 
-@router.post("/recipes", status_code=201, response_model=RecipeOut,
-             responses=responses(NotAuthenticated, service.OfficialNeedsAdmin,
-                                 service.UnknownImage))
-async def create_recipe(body: RecipeCreate, user: CurrentUser, rt: RuntimeDep,
-                        session: DbSession, request: Request) -> Response:
+@router.post(
+    "/recipes",
+    status_code=201,
+    response_model=RecipeOut,
+    responses=responses(NotAuthenticated, service.OfficialNeedsAdmin, service.UnknownImage),
+)
+async def create_recipe(
+    body: RecipeCreate, user: CurrentUser, rt: RuntimeDep, session: DbSession, request: Request
+) -> Response:
     """A new private draft at version 1; admins may set `is_official`."""
     recipe = await service.create(session, user, body)
     cache.changed(rt, session, recipe.id)
@@ -178,12 +214,15 @@ async def create_recipe(body: RecipeCreate, user: CurrentUser, rt: RuntimeDep,
 
 
 @router.get("/recipes/tags", response_model=list[TagCount], responses=responses())
-async def list_tags(session: DbSession,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> JSONResponse:
+async def list_tags(
+    session: DbSession, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> JSONResponse:
     """Tags of published public recipes with their counts, most used first."""
     counts = await service.tag_counts(session, limit)
-    return JSONResponse([{"tag": tag, "count": n} for tag, n in counts],
-                        headers={"Cache-Control": "public, max-age=60"})
+    return JSONResponse(
+        [{"tag": tag, "count": n} for tag, n in counts],
+        headers={"Cache-Control": "public, max-age=60"},
+    )
 
 
 @router.get("/capability-profiles", response_model=list[CapabilityProfile], responses=responses())
@@ -192,10 +231,14 @@ async def capability_profiles(session: DbSession) -> list[CapabilityProfile]:
     return await service.capability_profiles(session)
 
 
-@router.get("/recipes/{recipe_id}", response_model=RecipeOut,
-            responses=responses(NotFound, NotAuthenticated))
-async def get_recipe(recipe_id: uuid.UUID, rt: RuntimeDep, token: BearerToken,
-                     request: Request) -> Response:
+@router.get(
+    "/recipes/{recipe_id}",
+    response_model=RecipeOut,
+    responses=responses(NotFound, NotAuthenticated),
+)
+async def get_recipe(
+    recipe_id: uuid.UUID, rt: RuntimeDep, token: BearerToken, request: Request
+) -> Response:
     """The recipe with its current version's content; `ETag` (and 304 on `If-None-Match`)."""
     entry = await hot.recipe_entry(rt, recipe_id)
     if token is None:
@@ -216,12 +259,28 @@ def _visible(entry: HeadEntry, user: Any) -> bool:
     return bool(entry.owner_id == user.id or service.is_admin(user))
 
 
-@router.put("/recipes/{recipe_id}", response_model=RecipeOut,
-            responses=responses(NotAuthenticated, Forbidden, NotFound, PreconditionFailed,
-                                PreconditionRequired, service.StepOutOfRange,
-                                service.RecipeArchived, service.UnknownImage))
-async def update_recipe(recipe_id: uuid.UUID, body: RecipeUpdate, user: CurrentUser,
-                        rt: RuntimeDep, session: DbSession, request: Request) -> Response:
+@router.put(
+    "/recipes/{recipe_id}",
+    response_model=RecipeOut,
+    responses=responses(
+        NotAuthenticated,
+        Forbidden,
+        NotFound,
+        PreconditionFailed,
+        PreconditionRequired,
+        service.StepOutOfRange,
+        service.RecipeArchived,
+        service.UnknownImage,
+    ),
+)
+async def update_recipe(
+    recipe_id: uuid.UUID,
+    body: RecipeUpdate,
+    user: CurrentUser,
+    rt: RuntimeDep,
+    session: DbSession,
+    request: Request,
+) -> Response:
     """Replace the content: a new version. `If-Match` with the current `ETag` is required."""
     recipe = await service.editable(session, recipe_id, user)
     _check_if_match(request, recipe)
@@ -241,10 +300,14 @@ def _check_if_match(request: Request, recipe: Recipe) -> None:
         raise PreconditionFailed()
 
 
-@router.delete("/recipes/{recipe_id}", status_code=204,
-               responses=responses(NotAuthenticated, Forbidden, NotFound))
-async def archive_recipe(recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep,
-                         session: DbSession) -> Response:
+@router.delete(
+    "/recipes/{recipe_id}",
+    status_code=204,
+    responses=responses(NotAuthenticated, Forbidden, NotFound),
+)
+async def archive_recipe(
+    recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep, session: DbSession
+) -> Response:
     """Archive: hidden from lists, kept for sessions and devices (which get a tombstone)."""
     recipe = await service.editable(session, recipe_id, user)
     await service.archive(session, recipe, user)
@@ -252,11 +315,16 @@ async def archive_recipe(recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep
     return Response(status_code=204)
 
 
-@router.post("/recipes/{recipe_id}/publish", response_model=RecipeOut,
-             responses=responses(NotAuthenticated, Forbidden, NotFound, service.StepOutOfRange,
-                                 service.RecipeArchived))
-async def publish_recipe(recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep,
-                         session: DbSession, request: Request) -> Response:
+@router.post(
+    "/recipes/{recipe_id}/publish",
+    response_model=RecipeOut,
+    responses=responses(
+        NotAuthenticated, Forbidden, NotFound, service.StepOutOfRange, service.RecipeArchived
+    ),
+)
+async def publish_recipe(
+    recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep, session: DbSession, request: Request
+) -> Response:
     """Validate every step against the declared capability profiles, then publish; 422
     `step_out_of_range` lists each violation (step index, field, value, limit, profile)."""
     recipe = await service.editable(session, recipe_id, user)
@@ -265,45 +333,85 @@ async def publish_recipe(recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep
     return await _recipe_response(request, rt, session, recipe, user)
 
 
-@router.get("/recipes/{recipe_id}/versions", response_model=list[VersionInfo],
-            responses=responses(NotFound, NotAuthenticated))
-async def list_versions(recipe_id: uuid.UUID, session: DbSession,
-                        user: OptionalUser) -> list[VersionInfo]:
+@router.get(
+    "/recipes/{recipe_id}/versions",
+    response_model=list[VersionInfo],
+    responses=responses(NotFound, NotAuthenticated),
+)
+async def list_versions(
+    recipe_id: uuid.UUID, session: DbSession, user: OptionalUser
+) -> list[VersionInfo]:
     recipe = await service.readable(session, recipe_id, user)
-    return [VersionInfo(version=row.version, created_at=row.created_at, author=row.author_id,
-                        summary=row.summary) for row in await service.versions_of(session, recipe)]
+    return [
+        VersionInfo(
+            version=row.version,
+            created_at=row.created_at,
+            author=row.author_id,
+            summary=row.summary,
+        )
+        for row in await service.versions_of(session, recipe)
+    ]
 
 
-@router.get("/recipes/{recipe_id}/versions/{number}", response_model=VersionOut,
-            responses=responses(NotFound, NotAuthenticated))
-async def get_version(recipe_id: uuid.UUID, number: int, session: DbSession,
-                      user: OptionalUser) -> Response:
+@router.get(
+    "/recipes/{recipe_id}/versions/{number}",
+    response_model=VersionOut,
+    responses=responses(NotFound, NotAuthenticated),
+)
+async def get_version(
+    recipe_id: uuid.UUID, number: int, session: DbSession, user: OptionalUser
+) -> Response:
     recipe = await service.readable(session, recipe_id, user)
     row = await service.version_of(session, recipe, number)
-    out = VersionOut.model_validate({
-        "recipe_id": recipe.id, "version": row.version, "created_at": row.created_at,
-        "author": row.author_id, "summary": row.summary, "content": row.content,
-    })
-    return JSONResponse(out.model_dump(mode="json"),
-                        headers={"ETag": f'"{row.sha256[:32]}"', "Cache-Control": PRIVATE_CACHE})
+    out = VersionOut.model_validate(
+        {
+            "recipe_id": recipe.id,
+            "version": row.version,
+            "created_at": row.created_at,
+            "author": row.author_id,
+            "summary": row.summary,
+            "content": row.content,
+        }
+    )
+    return JSONResponse(
+        out.model_dump(mode="json"),
+        headers={"ETag": f'"{row.sha256[:32]}"', "Cache-Control": PRIVATE_CACHE},
+    )
 
 
-@router.get("/recipes/{recipe_id}/versions/{number}/diff", response_model=VersionDiff,
-            responses=responses(NotFound, NotAuthenticated))
-async def diff_versions(recipe_id: uuid.UUID, number: int,
-                        against: Annotated[int, Query(ge=1)], session: DbSession,
-                        user: OptionalUser) -> VersionDiff:
+@router.get(
+    "/recipes/{recipe_id}/versions/{number}/diff",
+    response_model=VersionDiff,
+    responses=responses(NotFound, NotAuthenticated),
+)
+async def diff_versions(
+    recipe_id: uuid.UUID,
+    number: int,
+    against: Annotated[int, Query(ge=1)],
+    session: DbSession,
+    user: OptionalUser,
+) -> VersionDiff:
     """Field-level differences from version `against` to version `number`."""
     recipe = await service.readable(session, recipe_id, user)
     changes = await service.diff(session, recipe, number, against)
     return VersionDiff(recipe_id=recipe.id, version=number, against=against, changes=changes)
 
 
-@router.post("/recipes/{recipe_id}/versions/{number}/restore", response_model=RecipeOut,
-             responses=responses(NotAuthenticated, Forbidden, NotFound, service.StepOutOfRange,
-                                 service.RecipeArchived))
-async def restore_version(recipe_id: uuid.UUID, number: int, user: CurrentUser, rt: RuntimeDep,
-                          session: DbSession, request: Request) -> Response:
+@router.post(
+    "/recipes/{recipe_id}/versions/{number}/restore",
+    response_model=RecipeOut,
+    responses=responses(
+        NotAuthenticated, Forbidden, NotFound, service.StepOutOfRange, service.RecipeArchived
+    ),
+)
+async def restore_version(
+    recipe_id: uuid.UUID,
+    number: int,
+    user: CurrentUser,
+    rt: RuntimeDep,
+    session: DbSession,
+    request: Request,
+) -> Response:
     """A new version whose content equals version `number`."""
     recipe = await service.editable(session, recipe_id, user)
     recipe = await service.restore(session, recipe, user, number)
@@ -311,20 +419,28 @@ async def restore_version(recipe_id: uuid.UUID, number: int, user: CurrentUser, 
     return await _recipe_response(request, rt, session, recipe, user)
 
 
-@router.put("/recipes/{recipe_id}/favorite", status_code=204,
-            responses=responses(NotAuthenticated, NotFound))
-async def favorite(recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep,
-                   session: DbSession) -> Response:
+@router.put(
+    "/recipes/{recipe_id}/favorite",
+    status_code=204,
+    responses=responses(NotAuthenticated, NotFound),
+)
+async def favorite(
+    recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep, session: DbSession
+) -> Response:
     recipe = await service.readable(session, recipe_id, user)
     await service.set_favorite(session, recipe, user, True)
     cache.changed(rt, session, recipe.id)
     return Response(status_code=204)
 
 
-@router.delete("/recipes/{recipe_id}/favorite", status_code=204,
-               responses=responses(NotAuthenticated, NotFound))
-async def unfavorite(recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep,
-                     session: DbSession) -> Response:
+@router.delete(
+    "/recipes/{recipe_id}/favorite",
+    status_code=204,
+    responses=responses(NotAuthenticated, NotFound),
+)
+async def unfavorite(
+    recipe_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep, session: DbSession
+) -> Response:
     recipe = await service.readable(session, recipe_id, user)
     await service.set_favorite(session, recipe, user, False)
     cache.changed(rt, session, recipe.id)

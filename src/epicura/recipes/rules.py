@@ -33,32 +33,69 @@ def _range(
     if value is None:
         return
     if value < low:
-        yield _violation(index, field, value, low, profile, "below_min",
-                         f"{field} {value:g} is below the minimum {low:g}")
+        yield _violation(
+            index,
+            field,
+            value,
+            low,
+            profile,
+            "below_min",
+            f"{field} {value:g} is below the minimum {low:g}",
+        )
     elif value > high:
-        yield _violation(index, field, value, high, profile, "above_max",
-                         f"{field} {value:g} is above the maximum {high:g}")
+        yield _violation(
+            index,
+            field,
+            value,
+            high,
+            profile,
+            "above_max",
+            f"{field} {value:g} is above the maximum {high:g}",
+        )
 
 
 def step_violations(content: VersionContent, profile: CapabilityProfile) -> Iterator[ErrorItem]:
     name = profile_key(profile.model, profile.hw_revision)
     for index, step in enumerate(content.steps):
         if step.action not in profile.actions:
-            yield _violation(index, "action", step.action, profile.actions, name,
-                             "unsupported_action", f"action {step.action!r} is not supported")
+            yield _violation(
+                index,
+                "action",
+                step.action,
+                profile.actions,
+                name,
+                "unsupported_action",
+                f"action {step.action!r} is not supported",
+            )
             continue
         params = step.params.model_dump(exclude_none=True)
-        yield from _range(index, "temperature_c", params.get("temperature_c"),
-                          profile.min_temp_c, profile.max_temp_c, name)
-        yield from _range(index, "speed", params.get("speed"),
-                          profile.speed_min, profile.speed_max, name)
-        yield from _range(index, "duration_s", params.get("duration_s"),
-                          0, profile.max_duration_s, name)
-        yield from _range(index, "target_weight_g", params.get("target_weight_g"),
-                          0, profile.max_weight_g, name)
+        yield from _range(
+            index,
+            "temperature_c",
+            params.get("temperature_c"),
+            profile.min_temp_c,
+            profile.max_temp_c,
+            name,
+        )
+        yield from _range(
+            index, "speed", params.get("speed"), profile.speed_min, profile.speed_max, name
+        )
+        yield from _range(
+            index, "duration_s", params.get("duration_s"), 0, profile.max_duration_s, name
+        )
+        yield from _range(
+            index, "target_weight_g", params.get("target_weight_g"), 0, profile.max_weight_g, name
+        )
         if params.get("direction") == "reverse" and not profile.reverse:
-            yield _violation(index, "direction", "reverse", "forward", name,
-                             "unsupported_direction", "reverse rotation is not supported")
+            yield _violation(
+                index,
+                "direction",
+                "reverse",
+                "forward",
+                name,
+                "unsupported_direction",
+                "reverse rotation is not supported",
+            )
 
 
 def program_violations(
@@ -69,9 +106,16 @@ def program_violations(
     for declared in content.requires.profiles:
         profile = profiles.get(declared)
         if profile is None:
-            found.append(ErrorItem(loc=["requires", "profiles"], msg=f"unknown profile {declared}",
-                                   type="unknown_profile", field="requires.profiles",
-                                   value=declared, profile=declared))
+            found.append(
+                ErrorItem(
+                    loc=["requires", "profiles"],
+                    msg=f"unknown profile {declared}",
+                    type="unknown_profile",
+                    field="requires.profiles",
+                    value=declared,
+                    profile=declared,
+                )
+            )
             continue
         found.extend(step_violations(content, profile))
     return found

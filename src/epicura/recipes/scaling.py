@@ -79,11 +79,23 @@ CAN_G = Decimal(400)
 # ¼ cup are the same amount, and ¼ cup written as metric (59 ml) must read ¼ cup again.
 CUPS_FROM_ML = TBSP_ML * Decimal("3.5")
 
-MASS: dict[str, Decimal] = {"mg": Decimal("0.001"), "g": Decimal(1), "kg": Decimal(1000),
-                            "oz": OZ_G, "lb": LB_G}
-VOLUME: dict[str, Decimal] = {"ml": Decimal(1), "cl": Decimal(10), "dl": Decimal(100),
-                              "l": Decimal(1000), "fl_oz": FL_OZ_ML, "cup": CUP_ML,
-                              "pint": PINT_ML, "quart": QUART_ML}
+MASS: dict[str, Decimal] = {
+    "mg": Decimal("0.001"),
+    "g": Decimal(1),
+    "kg": Decimal(1000),
+    "oz": OZ_G,
+    "lb": LB_G,
+}
+VOLUME: dict[str, Decimal] = {
+    "ml": Decimal(1),
+    "cl": Decimal(10),
+    "dl": Decimal(100),
+    "l": Decimal(1000),
+    "fl_oz": FL_OZ_ML,
+    "cup": CUP_ML,
+    "pint": PINT_ML,
+    "quart": QUART_ML,
+}
 SPOONS: dict[str, Decimal] = {"tsp": TSP_ML, "tbsp": TBSP_ML}
 METRIC_UNITS = frozenset({"mg", "g", "kg", "ml", "cl", "dl", "l"})
 IMPERIAL_UNITS = frozenset({"oz", "lb", "fl_oz", "cup", "pint", "quart"})
@@ -211,8 +223,9 @@ def _quantity(raw: Any) -> Decimal | None:
     return None if raw is None else Decimal(str(raw))
 
 
-def scale_ingredient(ingredient: Mapping[str, Any], factor: Decimal,
-                     units: Units | None) -> dict[str, Any]:
+def scale_ingredient(
+    ingredient: Mapping[str, Any], factor: Decimal, units: Units | None
+) -> dict[str, Any]:
     scaled = dict(ingredient)
     quantity = _quantity(ingredient.get("quantity"))
     if quantity is not None:
@@ -231,8 +244,9 @@ def scale_step(step: Mapping[str, Any], factor: Decimal, units: Units | None) ->
     return {**step, "params": params}
 
 
-def scale_content(content: Mapping[str, Any], servings: int | None,
-                  units: Units | None) -> tuple[dict[str, Any], Decimal]:
+def scale_content(
+    content: Mapping[str, Any], servings: int | None, units: Units | None
+) -> tuple[dict[str, Any], Decimal]:
     """A version's content (its JSON form) for `servings` in `units`, and the scale factor.
     The input is not modified (it may be a cached or ORM-held object)."""
     base = int(content.get("servings") or 1)
@@ -240,8 +254,9 @@ def scale_content(content: Mapping[str, Any], servings: int | None,
     factor = scale_factor(target, base)
     scaled = dict(content)
     scaled["servings"] = target
-    scaled["ingredients"] = [scale_ingredient(item, factor, units)
-                             for item in content.get("ingredients", [])]
+    scaled["ingredients"] = [
+        scale_ingredient(item, factor, units) for item in content.get("ingredients", [])
+    ]
     scaled["steps"] = [scale_step(step, factor, units) for step in content.get("steps", [])]
     return scaled, factor
 
@@ -285,37 +300,66 @@ def estimate_load(ingredients: Iterable[Mapping[str, Any]], factor: Decimal) -> 
     return Load(grams=total, counted=tuple(counted), ignored=tuple(ignored))
 
 
-def _over(field: str, what: str, value: int | float, limit: int, profile: str,
-          loc: list[str | int], step: int | None = None) -> ErrorItem:
+def _over(
+    field: str,
+    what: str,
+    value: int | float,
+    limit: int,
+    profile: str,
+    loc: list[str | int],
+    step: int | None = None,
+) -> ErrorItem:
     unit = "ml" if field.endswith("_ml") else "g"
-    return ErrorItem(loc=loc, msg=f"{what} {value:g} {unit} exceeds {field} {limit} ({profile})",
-                     type="exceeds_capacity", step=step, field=field, value=value, limit=limit,
-                     profile=profile)
+    return ErrorItem(
+        loc=loc,
+        msg=f"{what} {value:g} {unit} exceeds {field} {limit} ({profile})",
+        type="exceeds_capacity",
+        step=step,
+        field=field,
+        value=value,
+        limit=limit,
+        profile=profile,
+    )
 
 
-def capacity_violations(content: Mapping[str, Any], factor: Decimal,
-                        profile: CapabilityProfile) -> list[ErrorItem]:
+def capacity_violations(
+    content: Mapping[str, Any], factor: Decimal, profile: CapabilityProfile
+) -> list[ErrorItem]:
     """Every limit of `profile` the content scaled by `factor` exceeds (empty when it fits)."""
     return list(_capacity_violations(content, factor, profile))
 
 
-def _capacity_violations(content: Mapping[str, Any], factor: Decimal,
-                         profile: CapabilityProfile) -> Iterator[ErrorItem]:
+def _capacity_violations(
+    content: Mapping[str, Any], factor: Decimal, profile: CapabilityProfile
+) -> Iterator[ErrorItem]:
     name = f"{profile.model}/{profile.hw_revision}"
     load = estimate_load(content.get("ingredients", []), factor).grams
     shown = math.ceil(load)
     if load > profile.bowl_capacity_ml:
-        yield _over("bowl_capacity_ml", "estimated bowl load", shown, profile.bowl_capacity_ml,
-                    name, ["ingredients"])
+        yield _over(
+            "bowl_capacity_ml",
+            "estimated bowl load",
+            shown,
+            profile.bowl_capacity_ml,
+            name,
+            ["ingredients"],
+        )
     if load > profile.max_weight_g:
-        yield _over("max_weight_g", "estimated weight", shown, profile.max_weight_g, name,
-                    ["ingredients"])
+        yield _over(
+            "max_weight_g", "estimated weight", shown, profile.max_weight_g, name, ["ingredients"]
+        )
     for index, step in enumerate(content.get("steps", [])):
         target = (step.get("params") or {}).get("target_weight_g")
         if target is None:
             continue
         scaled = float(round_in_unit(Decimal(str(target)) * factor, "g"))
         if scaled > profile.max_weight_g:
-            yield _over("max_weight_g", f"step {index}: target weight", scaled,
-                        profile.max_weight_g, name,
-                        ["steps", index, "params", "target_weight_g"], step=index)
+            yield _over(
+                "max_weight_g",
+                f"step {index}: target weight",
+                scaled,
+                profile.max_weight_g,
+                name,
+                ["steps", index, "params", "target_weight_g"],
+                step=index,
+            )

@@ -37,7 +37,8 @@ class ScaledIngredient(BaseModel):
     key: str
     name: str
     quantity: Decimal | None = Field(
-        description="Scaled and rounded for the kitchen (a decimal string); null: to taste")
+        description="Scaled and rounded for the kitchen (a decimal string); null: to taste"
+    )
     unit: Unit | None = Field(description="The output unit (converted when `units` asks)")
     note: str | None = None
     optional: bool = False
@@ -64,8 +65,9 @@ class ScaledStep(BaseModel):
     instruction: str = ""
     ingredient_keys: list[str] = []
     start: Literal["immediate", "on_temperature", "on_user_confirm"] = "immediate"
-    action: Literal["heat", "stir", "blend", "knead", "steam", "weigh", "await_user", "rest",
-                    "manual"]
+    action: Literal[
+        "heat", "stir", "blend", "knead", "steam", "weigh", "await_user", "rest", "manual"
+    ]
     params: ScaledParams
 
 
@@ -95,15 +97,18 @@ class ScaledRecipe(BaseModel):
     current_version: int = Field(description="The version that was scaled")
     servings: int
     units: Literal["metric", "imperial"] | None = Field(
-        description="As asked; null keeps the units as written (metric ones normalised)")
+        description="As asked; null keeps the units as written (metric ones normalised)"
+    )
     scale_factor: float = Field(description="servings / the version's servings")
     profile: str | None = Field(
-        description="The capability profile the amounts were checked against, if any")
+        description="The capability profile the amounts were checked against, if any"
+    )
     content: ScaledContent
 
 
-async def _appliance_profile(rt: RuntimeDep, session: DbSession, user: Any,
-                             appliance_id: uuid.UUID) -> str:
+async def _appliance_profile(
+    rt: RuntimeDep, session: DbSession, user: Any, appliance_id: uuid.UUID
+) -> str:
     """The capability profile of the caller's appliance (as `_appliance_fit` in router.py)."""
     if user is None:
         raise NotAuthenticated()
@@ -115,27 +120,48 @@ async def _appliance_profile(rt: RuntimeDep, session: DbSession, user: Any,
 
 
 def _invalid(field: str, message: str, value: Any = None) -> ValidationFailed:
-    return ValidationFailed(message, errors=[ErrorItem(loc=["query", field], msg=message,
-                                                       type="value_error", field=field,
-                                                       value=value)])
+    return ValidationFailed(
+        message,
+        errors=[
+            ErrorItem(
+                loc=["query", field], msg=message, type="value_error", field=field, value=value
+            )
+        ],
+    )
 
 
 @router.get(
-    "/recipes/{recipe_id}/scaled", response_model=ScaledRecipe,
+    "/recipes/{recipe_id}/scaled",
+    response_model=ScaledRecipe,
     responses=responses(NotAuthenticated, NotFound, ExceedsCapacity),
 )
 async def scaled_recipe(
-    recipe_id: uuid.UUID, rt: RuntimeDep, session: DbSession, user: OptionalUser,
-    servings: Annotated[int | None, Query(
-        ge=1, le=100, description="Servings to scale to; the version's own when omitted")] = None,
-    units: Annotated[Literal["metric", "imperial"] | None, Query(
-        description="Convert amounts; omitted keeps the units as written")] = None,
-    appliance_id: Annotated[uuid.UUID | None, Query(
-        description="Check the amounts against this appliance's capability profile")] = None,
-    profile: Annotated[str | None, Query(
-        pattern=PROFILE_PATTERN, max_length=81, examples=["epicura-1/rev-a"],
-        description="Check against a capability profile (`model/hw_revision`) directly; "
-                    "not together with `appliance_id`")] = None,
+    recipe_id: uuid.UUID,
+    rt: RuntimeDep,
+    session: DbSession,
+    user: OptionalUser,
+    servings: Annotated[
+        int | None,
+        Query(ge=1, le=100, description="Servings to scale to; the version's own when omitted"),
+    ] = None,
+    units: Annotated[
+        Literal["metric", "imperial"] | None,
+        Query(description="Convert amounts; omitted keeps the units as written"),
+    ] = None,
+    appliance_id: Annotated[
+        uuid.UUID | None,
+        Query(description="Check the amounts against this appliance's capability profile"),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        Query(
+            pattern=PROFILE_PATTERN,
+            max_length=81,
+            examples=["epicura-1/rev-a"],
+            description="Check against a capability profile (`model/hw_revision`) directly; "
+            "not together with `appliance_id`",
+        ),
+    ] = None,
 ) -> Response:
     """The current version for `servings`, rounded to kitchen precision per unit and converted
     metric ↔ imperial on request. With `appliance_id` or `profile`, a scale whose estimated bowl
@@ -158,13 +184,20 @@ async def scaled_recipe(
         violations = scaling.capacity_violations(row.content, factor, limits)
         if violations:
             raise ExceedsCapacity(
-                f"{content['servings']} servings exceed {checked}", errors=violations)
+                f"{content['servings']} servings exceed {checked}", errors=violations
+            )
     body = {
-        "id": recipe.id, "current_version": recipe.current_version,
-        "servings": content["servings"], "units": units,
-        "scale_factor": round(float(factor), 4), "profile": checked, "content": content,
+        "id": recipe.id,
+        "current_version": recipe.current_version,
+        "servings": content["servings"],
+        "units": units,
+        "scale_factor": round(float(factor), 4),
+        "profile": checked,
+        "content": content,
     }
     public = recipe.status == "published" and recipe.visibility == "public" and user is None
-    return Response(orjson.dumps(body, default=str), media_type="application/json",
-                    headers={"Cache-Control": "public, max-age=60" if public
-                             else "private, no-cache"})
+    return Response(
+        orjson.dumps(body, default=str),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=60" if public else "private, no-cache"},
+    )

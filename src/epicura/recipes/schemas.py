@@ -38,12 +38,56 @@ Duration = Annotated[int, Field(ge=1, le=7 * 86400)]
 Weight = Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
 
 UNITS = (
-    "g", "kg", "mg", "ml", "l", "dl", "cl", "tsp", "tbsp", "cup", "oz", "lb", "fl_oz", "pint",
-    "quart", "piece", "pinch", "clove", "slice", "bunch", "can", "handful", "sprig", "leaf",
+    "g",
+    "kg",
+    "mg",
+    "ml",
+    "l",
+    "dl",
+    "cl",
+    "tsp",
+    "tbsp",
+    "cup",
+    "oz",
+    "lb",
+    "fl_oz",
+    "pint",
+    "quart",
+    "piece",
+    "pinch",
+    "clove",
+    "slice",
+    "bunch",
+    "can",
+    "handful",
+    "sprig",
+    "leaf",
 )
 Unit = Literal[
-    "g", "kg", "mg", "ml", "l", "dl", "cl", "tsp", "tbsp", "cup", "oz", "lb", "fl_oz", "pint",
-    "quart", "piece", "pinch", "clove", "slice", "bunch", "can", "handful", "sprig", "leaf",
+    "g",
+    "kg",
+    "mg",
+    "ml",
+    "l",
+    "dl",
+    "cl",
+    "tsp",
+    "tbsp",
+    "cup",
+    "oz",
+    "lb",
+    "fl_oz",
+    "pint",
+    "quart",
+    "piece",
+    "pinch",
+    "clove",
+    "slice",
+    "bunch",
+    "can",
+    "handful",
+    "sprig",
+    "leaf",
 ]
 Difficulty = Literal["easy", "medium", "hard"]
 Direction = Literal["forward", "reverse"]
@@ -65,9 +109,9 @@ class Strict(BaseModel):
 class Ingredient(Strict):
     key: IngredientKey
     name: ShortText
-    quantity: Annotated[Decimal, Field(gt=0, le=100_000, max_digits=12, decimal_places=4)] | None = (
-        Field(default=None, description="null means 'to taste'")
-    )
+    quantity: (
+        Annotated[Decimal, Field(gt=0, le=100_000, max_digits=12, decimal_places=4)] | None
+    ) = Field(default=None, description="null means 'to taste'")
     unit: Unit | None = None
     note: Annotated[str, StringConstraints(max_length=200)] | None = None
     optional: bool = False
@@ -165,8 +209,15 @@ class ManualStep(StepBase):
 
 
 Step = Annotated[
-    HeatStep | StirStep | BlendStep | KneadStep | SteamStep | WeighStep | AwaitUserStep
-    | RestStep | ManualStep,
+    HeatStep
+    | StirStep
+    | BlendStep
+    | KneadStep
+    | SteamStep
+    | WeighStep
+    | AwaitUserStep
+    | RestStep
+    | ManualStep,
     Field(discriminator="action"),
 ]
 ACTIONS = ("heat", "stir", "blend", "knead", "steam", "weigh", "await_user", "rest", "manual")
@@ -187,8 +238,11 @@ class Requires(Strict):
     capabilities: Annotated[list[Tag], Field(max_length=20)] = []
     profiles: Annotated[
         list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+/[a-z0-9-]+$")]],
-        Field(min_length=1, max_length=10,
-              description="Capability profiles (`model/hw_revision`) the recipe is written for"),
+        Field(
+            min_length=1,
+            max_length=10,
+            description="Capability profiles (`model/hw_revision`) the recipe is written for",
+        ),
     ] = ["epicura-1/rev-a"]
 
 
@@ -204,10 +258,14 @@ class VersionContent(Strict):
         default=None, description="Derived from the steps' durations plus prep time when omitted"
     )
     difficulty: Difficulty = "easy"
-    cuisine: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True,
-                                              max_length=40)] | None = None
-    category: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True,
-                                               max_length=40)] | None = None
+    cuisine: (
+        Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=40)]
+        | None
+    ) = None
+    category: (
+        Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=40)]
+        | None
+    ) = None
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = []
     accessories: Annotated[list[ShortText], Field(max_length=20)] = []
     ingredients: Annotated[list[Ingredient], Field(max_length=MAX_INGREDIENTS)] = []

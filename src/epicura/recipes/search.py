@@ -39,9 +39,18 @@ TRIGRAM_THRESHOLD_PG = 0.5
 TRIGRAM_THRESHOLD_SQLITE = 0.45
 
 SUMMARY_COLUMNS = (
-    Recipe.id, Recipe.title, Recipe.description, Recipe.tags, Recipe.difficulty,
-    Recipe.total_minutes, Recipe.servings, Recipe.cover_image_id, Recipe.is_official,
-    Recipe.current_version, Recipe.rating_avg, Recipe.updated_at,
+    Recipe.id,
+    Recipe.title,
+    Recipe.description,
+    Recipe.tags,
+    Recipe.difficulty,
+    Recipe.total_minutes,
+    Recipe.servings,
+    Recipe.cover_image_id,
+    Recipe.is_official,
+    Recipe.current_version,
+    Recipe.rating_avg,
+    Recipe.updated_at,
 )
 
 
@@ -103,10 +112,13 @@ def _filters(f: Filters, viewer: uuid.UUID | None, dialect: str) -> list[ColumnE
         where.append(exists().where(Favorite.recipe_id == Recipe.id, Favorite.user_id == viewer))
     if f.tags:
         where.extend(_has_tags(dialect, f.tags))
-    for column, value in ((Recipe.category, f.category), (Recipe.cuisine, f.cuisine),
-                          (Recipe.difficulty, f.difficulty)):
+    for field_column, value in (
+        (Recipe.category, f.category),
+        (Recipe.cuisine, f.cuisine),
+        (Recipe.difficulty, f.difficulty),
+    ):
         if value is not None:
-            where.append(column == value.lower())
+            where.append(field_column == value.lower())
     if f.max_total_minutes is not None:
         where.append(Recipe.total_minutes <= f.max_total_minutes)
     if f.official is not None:
@@ -131,11 +143,12 @@ def _relevance(f: Filters, dialect: str) -> tuple[ColumnElement[bool], ColumnEle
     words = " ".join(query_words(f.q))
     if dialect == "postgresql":
         # The configuration name comes from a fixed table, never from the request.
-        config = literal_column(f"'{ts_config(f.language)}'::regconfig")
+        config: ColumnElement[Any] = literal_column(f"'{ts_config(f.language)}'::regconfig")
         text = f.q.replace("\x00", " ")  # PostgreSQL refuses NUL in any text parameter
         tsq = func.websearch_to_tsquery(config, text).op("||")(
-            func.websearch_to_tsquery(literal_column("'simple'::regconfig"), text))
-        vector = literal_column("recipes.search_vector")
+            func.websearch_to_tsquery(literal_column("'simple'::regconfig"), text)
+        )
+        vector: ColumnElement[Any] = literal_column("recipes.search_vector")
         similarity = func.word_similarity(words, Recipe.search_text)
         matches = or_(
             literal_column_op(vector, "@@", tsq),
@@ -172,7 +185,10 @@ def _after(keys: list[Any], descending: list[bool], values: list[Any]) -> Column
     """Rows strictly after the cursor position, in the sort's direction (keyset pagination)."""
     (k1, k2), (d1, _) = keys, descending
     v1, v2 = values
-    beyond = (lambda k, v: k < v) if d1 else (lambda k, v: k > v)
+
+    def beyond(key: Any, value: Any) -> Any:
+        return key < value if d1 else key > value
+
     return or_(beyond(k1, v1), and_(k1 == v1, beyond(k2, v2)))
 
 
@@ -213,8 +229,10 @@ def build_query(f: Filters, viewer: uuid.UUID | None, dialect: str) -> tuple[Sel
     values = _cursor_values(sort, f.cursor)
     if values is not None:
         where.append(_after(keys, descending, values))
-    order_by = [key.desc() if desc else key.asc() for key, desc in zip(keys, descending, strict=True)]
-    query = (
+    order_by = [
+        key.desc() if desc else key.asc() for key, desc in zip(keys, descending, strict=True)
+    ]
+    query: Any = (
         select(*SUMMARY_COLUMNS, keys[0].label("sort_key"))
         .where(*where)
         .order_by(*order_by)
@@ -223,10 +241,11 @@ def build_query(f: Filters, viewer: uuid.UUID | None, dialect: str) -> tuple[Sel
     return query, sort
 
 
-async def page(session: AsyncSession, f: Filters, viewer: uuid.UUID | None
-               ) -> tuple[list[dict[str, Any]], str | None]:
+async def page(
+    session: AsyncSession, f: Filters, viewer: uuid.UUID | None
+) -> tuple[list[dict[str, Any]], str | None]:
     """One page of summaries (as plain dicts, image ids not yet turned into URLs)."""
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     query, sort = build_query(f, viewer, dialect)
     rows = (await session.execute(query)).mappings().all()
     items = [dict(row) for row in rows[: f.limit]]
@@ -234,12 +253,13 @@ async def page(session: AsyncSession, f: Filters, viewer: uuid.UUID | None
     if len(rows) > f.limit:
         last = items[-1]
         key = last.pop("sort_key")
-        next_cursor = encode_cursor({
-            "s": sort,
-            "k": key.isoformat() if isinstance(key, datetime) else key,
-            "i": str(last["id"]),
-        })
+        next_cursor = encode_cursor(
+            {
+                "s": sort,
+                "k": key.isoformat() if isinstance(key, datetime) else key,
+                "i": str(last["id"]),
+            }
+        )
     for item in items:
         item.pop("sort_key", None)
     return items, next_cursor
-

@@ -62,8 +62,14 @@ def new_password() -> str:
     return secrets.token_urlsafe(15)  # 20 characters, 120 bits
 
 
-async def ensure_account(rt: Runtime, session: AsyncSession, email: str, display_name: str,
-                         role: str, password: str | None) -> tuple[User, Account]:
+async def ensure_account(
+    rt: Runtime,
+    session: AsyncSession,
+    email: str,
+    display_name: str,
+    role: str,
+    password: str | None,
+) -> tuple[User, Account]:
     """The account `email`, created if missing (verified, active). An existing account keeps its
     password unless one is given that differs; an admin account is promoted if needed. Nothing
     changes when the account is already as asked."""
@@ -78,16 +84,31 @@ async def ensure_account(rt: Runtime, session: AsyncSession, email: str, display
         secret = generated if password is None else password
         assert secret is not None
         now = clock.utcnow()
-        user = User(email=email, display_name=display_name, role=role, locale="en",
-                    timezone="UTC", email_verified=True, is_active=True,
-                    password_hash=await rt.hasher.hash(secret),
-                    created_at=now, updated_at=now)
+        user = User(
+            email=email,
+            display_name=display_name,
+            role=role,
+            locale="en",
+            timezone="UTC",
+            email_verified=True,
+            is_active=True,
+            password_hash=await rt.hasher.hash(secret),
+            created_at=now,
+            updated_at=now,
+        )
         session.add(user)
         await session.flush()
-        audit.record(session, "seed.user.created", actor_type="system", target_type="user",
-                     target_id=user.id, role=role)
-        return user, Account(email, created=True, password_changed=True,
-                             generated_password=generated)
+        audit.record(
+            session,
+            "seed.user.created",
+            actor_type="system",
+            target_type="user",
+            target_id=user.id,
+            role=role,
+        )
+        return user, Account(
+            email, created=True, password_changed=True, generated_password=generated
+        )
     changed = False
     if role == ROLE_ADMIN and user.role != ROLE_ADMIN:
         user.role = ROLE_ADMIN
@@ -101,16 +122,25 @@ async def ensure_account(rt: Runtime, session: AsyncSession, email: str, display
     if changed:
         user.updated_at = clock.utcnow()
         await session.flush()
-        audit.record(session, "seed.user.updated", actor_type="system", target_type="user",
-                     target_id=user.id, role=user.role, password_changed=password_changed)
+        audit.record(
+            session,
+            "seed.user.updated",
+            actor_type="system",
+            target_type="user",
+            target_id=user.id,
+            role=user.role,
+            password_changed=password_changed,
+        )
     return user, Account(email, created=False, password_changed=password_changed)
 
 
 def describe(account: Account) -> str:
     """One line for the operator; the only place a generated password is ever shown."""
     if account.generated_password is not None:
-        return (f"created {account.email} with password: {account.generated_password} "
-                "(shown once; change it after signing in)")
+        return (
+            f"created {account.email} with password: {account.generated_password} "
+            "(shown once; change it after signing in)"
+        )
     if account.created:
         return f"created {account.email} with the given password"
     if account.password_changed:
@@ -138,26 +168,35 @@ class DemoReport:
     existing: int = 0  # demo recipes already there (left as they are)
 
 
-async def seed_demo(rt: Runtime, *, admin_password: str | None = None,
-                    demo_password: str | None = None) -> DemoReport:
+async def seed_demo(
+    rt: Runtime, *, admin_password: str | None = None, demo_password: str | None = None
+) -> DemoReport:
     """The admin, the demo user and the official demo recipes, in one transaction. Idempotent:
     a recipe is recognised by its title among the admin's official recipes."""
     async with rt.db.transaction() as session:
-        admin, admin_account = await ensure_account(rt, session, ADMIN_EMAIL, ADMIN_NAME,
-                                                    ROLE_ADMIN, admin_password)
-        _, demo_account = await ensure_account(rt, session, DEMO_EMAIL, DEMO_NAME, ROLE_USER,
-                                               demo_password)
+        admin, admin_account = await ensure_account(
+            rt, session, ADMIN_EMAIL, ADMIN_NAME, ROLE_ADMIN, admin_password
+        )
+        _, demo_account = await ensure_account(
+            rt, session, DEMO_EMAIL, DEMO_NAME, ROLE_USER, demo_password
+        )
         report = DemoReport(admin=admin_account, demo=demo_account)
-        present = set((await session.scalars(
-            select(Recipe.title).where(Recipe.owner_id == admin.id,
-                                       Recipe.is_official.is_(True))
-        )).all())
+        present = set(
+            (
+                await session.scalars(
+                    select(Recipe.title).where(
+                        Recipe.owner_id == admin.id, Recipe.is_official.is_(True)
+                    )
+                )
+            ).all()
+        )
         for body in demo_recipes():
             if body["title"] in present:
                 report.existing += 1
                 continue
             create = RecipeCreate.model_validate(
-                {**body, "visibility": PUBLIC, "is_official": True})
+                {**body, "visibility": PUBLIC, "is_official": True}
+            )
             recipe = await service.create(session, admin, create)
             await service.publish(session, recipe, admin)
             report.created.append(body["title"])
@@ -174,39 +213,180 @@ async def seed_demo(rt: Runtime, *, admin_password: str | None = None,
 # sample against `VersionContent` and refuses to go on if the two ever disagree.
 
 ADJECTIVES = (
-    "creamy", "rustic", "spiced", "golden", "silky", "hearty", "zesty", "smoky", "herby",
-    "roasted", "velvety", "fragrant", "sunny", "warming", "crispy", "tangy", "mellow", "bright",
-    "garden", "midweek",
+    "creamy",
+    "rustic",
+    "spiced",
+    "golden",
+    "silky",
+    "hearty",
+    "zesty",
+    "smoky",
+    "herby",
+    "roasted",
+    "velvety",
+    "fragrant",
+    "sunny",
+    "warming",
+    "crispy",
+    "tangy",
+    "mellow",
+    "bright",
+    "garden",
+    "midweek",
 )
 MAINS = (
-    "pumpkin", "lentil", "chickpea", "tomato", "carrot", "mushroom", "spinach", "chicken",
-    "beef", "salmon", "cod", "prawn", "tofu", "aubergine", "courgette", "sweet potato", "leek",
-    "cauliflower", "broccoli", "red pepper", "white bean", "pea", "sweetcorn", "potato",
-    "beetroot", "parsnip", "fennel", "barley", "quinoa", "rice", "celeriac", "kale", "turkey",
-    "lamb", "haddock", "black bean", "squash", "asparagus",
+    "pumpkin",
+    "lentil",
+    "chickpea",
+    "tomato",
+    "carrot",
+    "mushroom",
+    "spinach",
+    "chicken",
+    "beef",
+    "salmon",
+    "cod",
+    "prawn",
+    "tofu",
+    "aubergine",
+    "courgette",
+    "sweet potato",
+    "leek",
+    "cauliflower",
+    "broccoli",
+    "red pepper",
+    "white bean",
+    "pea",
+    "sweetcorn",
+    "potato",
+    "beetroot",
+    "parsnip",
+    "fennel",
+    "barley",
+    "quinoa",
+    "rice",
+    "celeriac",
+    "kale",
+    "turkey",
+    "lamb",
+    "haddock",
+    "black bean",
+    "squash",
+    "asparagus",
 )
 FRUITS = (
-    "apple", "pear", "plum", "cherry", "raspberry", "blueberry", "apricot", "peach", "mango",
-    "banana", "rhubarb", "fig", "orange", "lemon", "coconut", "chocolate", "hazelnut", "almond",
+    "apple",
+    "pear",
+    "plum",
+    "cherry",
+    "raspberry",
+    "blueberry",
+    "apricot",
+    "peach",
+    "mango",
+    "banana",
+    "rhubarb",
+    "fig",
+    "orange",
+    "lemon",
+    "coconut",
+    "chocolate",
+    "hazelnut",
+    "almond",
 )
 FLAVOURS = (
-    "garlic", "ginger", "smoked paprika", "cumin", "coriander", "thyme", "rosemary", "basil",
-    "chilli", "lime", "miso", "sesame", "saffron", "turmeric", "tarragon", "dill", "mint",
-    "sumac", "harissa", "sage", "oregano", "lemongrass", "fennel seed", "mustard",
+    "garlic",
+    "ginger",
+    "smoked paprika",
+    "cumin",
+    "coriander",
+    "thyme",
+    "rosemary",
+    "basil",
+    "chilli",
+    "lime",
+    "miso",
+    "sesame",
+    "saffron",
+    "turmeric",
+    "tarragon",
+    "dill",
+    "mint",
+    "sumac",
+    "harissa",
+    "sage",
+    "oregano",
+    "lemongrass",
+    "fennel seed",
+    "mustard",
 )
-SWEET_FLAVOURS = ("vanilla", "cinnamon", "cardamom", "honey", "maple", "nutmeg", "star anise",
-                  "orange blossom", "brown sugar", "rose")
-CUISINES = ("italian", "french", "indian", "thai", "mexican", "spanish", "moroccan", "japanese",
-            "greek", "lebanese", "british", "german", "chinese", "vietnamese", "american",
-            "korean", "hungarian", "swedish", "turkish", "peruvian")
-TAGS = ("vegetarian", "vegan", "gluten-free", "dairy-free", "quick", "family", "budget",
-        "batch-cooking", "spicy", "comfort", "healthy", "weeknight", "kids", "summer", "winter",
-        "freezer-friendly", "high-protein", "one-pot", "party", "brunch")
+SWEET_FLAVOURS = (
+    "vanilla",
+    "cinnamon",
+    "cardamom",
+    "honey",
+    "maple",
+    "nutmeg",
+    "star anise",
+    "orange blossom",
+    "brown sugar",
+    "rose",
+)
+CUISINES = (
+    "italian",
+    "french",
+    "indian",
+    "thai",
+    "mexican",
+    "spanish",
+    "moroccan",
+    "japanese",
+    "greek",
+    "lebanese",
+    "british",
+    "german",
+    "chinese",
+    "vietnamese",
+    "american",
+    "korean",
+    "hungarian",
+    "swedish",
+    "turkish",
+    "peruvian",
+)
+TAGS = (
+    "vegetarian",
+    "vegan",
+    "gluten-free",
+    "dairy-free",
+    "quick",
+    "family",
+    "budget",
+    "batch-cooking",
+    "spicy",
+    "comfort",
+    "healthy",
+    "weeknight",
+    "kids",
+    "summer",
+    "winter",
+    "freezer-friendly",
+    "high-protein",
+    "one-pot",
+    "party",
+    "brunch",
+)
 OPENERS = ("A", "An easy", "A generous", "A reliable", "A simple", "A cheerful", "A cosy")
-FINISHES = ("ready in well under an hour", "that reheats beautifully", "for busy evenings",
-            "that the whole family will enjoy", "worth making a double batch of",
-            "with very little washing up", "to serve with crusty bread",
-            "that keeps for three days in the fridge")
+FINISHES = (
+    "ready in well under an hour",
+    "that reheats beautifully",
+    "for busy evenings",
+    "that the whole family will enjoy",
+    "worth making a double batch of",
+    "with very little washing up",
+    "to serve with crusty bread",
+    "that keeps for three days in the fridge",
+)
 PROFILES = ["epicura-1/rev-a"]
 SAMPLE_FIRST, SAMPLE_EVERY = 200, 100
 
@@ -215,29 +395,63 @@ def _cap(words: str) -> str:
     return " ".join(w[:1].upper() + w[1:] for w in words.split(" "))
 
 
-def _ing(key: str, name: str, quantity: int | None, unit: str | None,
-         optional: bool = False) -> Json:
-    return {"key": key, "name": name, "quantity": None if quantity is None else str(quantity),
-            "unit": unit, "note": None, "optional": optional, "group": None}
+def _ing(
+    key: str, name: str, quantity: int | None, unit: str | None, optional: bool = False
+) -> Json:
+    return {
+        "key": key,
+        "name": name,
+        "quantity": None if quantity is None else str(quantity),
+        "unit": unit,
+        "note": None,
+        "optional": optional,
+        "group": None,
+    }
 
 
-def _step(action: str, title: str, params: Json, keys: tuple[str, ...] = (),
-          instruction: str = "") -> Json:
-    return {"title": title, "instruction": instruction, "ingredient_keys": list(keys),
-            "start": "immediate", "action": action, "params": params}
+def _step(
+    action: str, title: str, params: Json, keys: tuple[str, ...] = (), instruction: str = ""
+) -> Json:
+    return {
+        "title": title,
+        "instruction": instruction,
+        "ingredient_keys": list(keys),
+        "start": "immediate",
+        "action": action,
+        "params": params,
+    }
 
 
 def _heat(title: str, temperature: float, seconds: int, speed: float | None = None) -> Json:
-    return _step("heat", title, {"temperature_c": float(temperature), "duration_s": seconds,
-                                 "speed": None if speed is None else float(speed)})
+    return _step(
+        "heat",
+        title,
+        {
+            "temperature_c": float(temperature),
+            "duration_s": seconds,
+            "speed": None if speed is None else float(speed),
+        },
+    )
 
 
-def _motion(action: str, title: str, speed: float, seconds: int,
-            temperature: float | None = None, reverse: bool = False) -> Json:
-    return _step(action, title, {
-        "speed": float(speed), "duration_s": seconds,
-        "temperature_c": None if temperature is None else float(temperature),
-        "direction": "reverse" if reverse else "forward"})
+def _motion(
+    action: str,
+    title: str,
+    speed: float,
+    seconds: int,
+    temperature: float | None = None,
+    reverse: bool = False,
+) -> Json:
+    return _step(
+        action,
+        title,
+        {
+            "speed": float(speed),
+            "duration_s": seconds,
+            "temperature_c": None if temperature is None else float(temperature),
+            "direction": "reverse" if reverse else "forward",
+        },
+    )
 
 
 def _weigh(title: str, grams: int, key: str) -> Json:
@@ -263,8 +477,12 @@ def _aromatics(r: random.Random, flavour: str) -> tuple[list[Json], list[Json]]:
     ingredients = [
         _ing("onion", "Onion", r.choice((1, 1, 2)), "piece"),
         _ing("garlic", "Garlic", r.randint(1, 4), "clove"),
-        _ing("oil", r.choice(("Olive oil", "Sunflower oil", "Rapeseed oil")),
-             r.choice((1, 2, 3)), "tbsp"),
+        _ing(
+            "oil",
+            r.choice(("Olive oil", "Sunflower oil", "Rapeseed oil")),
+            r.choice((1, 2, 3)),
+            "tbsp",
+        ),
         _ing("flavour", _cap(flavour), r.choice((1, 2)), r.choice(("tsp", "tbsp"))),
     ]
     steps = [
@@ -301,17 +519,32 @@ def _stew(r: random.Random, main: str, flavour: str) -> Made:
     ingredients += [
         _ing("main", _cap(main), r.randrange(400, 801, 50), "g"),
         _ing("tomatoes", "Chopped tomatoes", 400, "g"),
-        _ing("liquid", r.choice(("Stock", "Coconut milk", "Red wine", "Water")),
-             r.randrange(150, 401, 50), "ml"),
-        _ing("herbs", r.choice(("Parsley", "Coriander", "Chives", "Basil")), 1, "handful",
-             optional=True),
+        _ing(
+            "liquid",
+            r.choice(("Stock", "Coconut milk", "Red wine", "Water")),
+            r.randrange(150, 401, 50),
+            "ml",
+        ),
+        _ing(
+            "herbs",
+            r.choice(("Parsley", "Coriander", "Chives", "Basil")),
+            1,
+            "handful",
+            optional=True,
+        ),
     ]
     steps += [
         _await("Add the main ingredient", f"Add the {main}", ("main",)),
         _motion("stir", "Brown", 1, r.randint(4, 8) * 60, 120, reverse=True),
         _await("Add the liquids", "Add the tomatoes and liquid", ("tomatoes", "liquid")),
-        _motion("stir", "Simmer", r.choice((0.5, 1)), r.randrange(20, 91, 5) * 60,
-                r.choice((95, 98, 100)), reverse=True),
+        _motion(
+            "stir",
+            "Simmer",
+            r.choice((0.5, 1)),
+            r.randrange(20, 91, 5) * 60,
+            r.choice((95, 98, 100)),
+            reverse=True,
+        ),
         _rest("Rest", r.randint(3, 10) * 60),
         _manual("Serve", "Scatter with herbs and serve.", ("herbs",)),
     ]
@@ -325,8 +558,12 @@ def _bread(r: random.Random, main: str, flavour: str) -> Made:
     ingredients = [
         _ing("water", "Water", water, "ml"),
         _ing("yeast", "Dried yeast", r.choice((4, 7)), "g"),
-        _ing("flour", r.choice(("Strong white flour", "Wholemeal flour", "Spelt flour",
-                                "'00' flour")), flour, "g"),
+        _ing(
+            "flour",
+            r.choice(("Strong white flour", "Wholemeal flour", "Spelt flour", "'00' flour")),
+            flour,
+            "g",
+        ),
         _ing("main", _cap(main), r.randrange(50, 151, 25), "g"),
         _ing("flavour", _cap(flavour), 1, "tsp"),
         _ing("salt", "Salt", r.choice((8, 10)), "g"),
@@ -339,8 +576,10 @@ def _bread(r: random.Random, main: str, flavour: str) -> Made:
         _await("Add the rest", f"Add the {main}, {flavour} and salt", ("main", "flavour", "salt")),
         _motion("knead", "Knead", 4, r.randint(2, 5) * 60),
         _heat("Prove", 37, r.randrange(30, 91, 10) * 60),
-        _manual("Shape and bake", "Shape, rise for 30 minutes and bake at "
-                f"{r.choice((200, 210, 220))} °C."),
+        _manual(
+            "Shape and bake",
+            f"Shape, rise for 30 minutes and bake at {r.choice((200, 210, 220))} °C.",
+        ),
     ]
     return "bread", noun, ingredients, steps
 
@@ -358,8 +597,14 @@ def _sauce(r: random.Random, main: str, flavour: str) -> Made:
     steps = [
         _weigh("Weigh the main ingredient", grams, "main"),
         _await("Add the flavour", f"Add the {flavour}", ("flavour",)),
-        _motion("stir", "Cook down", 1, r.randrange(5, 21, 5) * 60, r.choice((100, 110, 120)),
-                reverse=True),
+        _motion(
+            "stir",
+            "Cook down",
+            1,
+            r.randrange(5, 21, 5) * 60,
+            r.choice((100, 110, 120)),
+            reverse=True,
+        ),
         _await("Add the rest", "Add the oil, acid and salt", ("oil", "acid", "salt")),
         _motion("blend", "Blend", r.choice((5, 6, 7, 8)), r.randrange(10, 41, 5)),
         _manual("Store", "Spoon into a jar and chill."),
@@ -381,8 +626,7 @@ def _dessert(r: random.Random, fruit: str, flavour: str) -> Made:
         _await("Add the fruit", f"Add the {fruit}", ("fruit",)),
         _motion("blend", "Chop", r.choice((4, 5, 6)), r.randint(3, 8)),
         _weigh("Weigh the milk", milk, "milk"),
-        _await("Add the rest", f"Add the sugar, {flavour} and yolks",
-               ("sugar", "flavour", "eggs")),
+        _await("Add the rest", f"Add the sugar, {flavour} and yolks", ("sugar", "flavour", "eggs")),
         _motion("stir", "Cook gently", 4, r.randrange(6, 13) * 60, r.choice((80, 85, 90))),
         _rest("Chill", r.randrange(30, 121, 30) * 60),
         _manual("Serve", "Serve warm or chilled."),
@@ -396,9 +640,15 @@ SAVOURY = (_soup, _stew, _bread, _sauce)
 def _nutrition(r: random.Random) -> Json | None:
     if r.random() < 0.6:
         return None
-    return {"kcal": float(r.randrange(120, 700, 10)), "protein_g": float(r.randrange(2, 40)),
-            "fat_g": float(r.randrange(1, 35)), "carbs_g": float(r.randrange(5, 80)),
-            "fiber_g": None, "sugar_g": None, "salt_g": None}
+    return {
+        "kcal": float(r.randrange(120, 700, 10)),
+        "protein_g": float(r.randrange(2, 40)),
+        "fat_g": float(r.randrange(1, 35)),
+        "carbs_g": float(r.randrange(5, 80)),
+        "fiber_g": None,
+        "sugar_g": None,
+        "salt_g": None,
+    }
 
 
 def _pick(r: random.Random, pool: tuple[str, ...], k: int) -> list[str]:
@@ -425,7 +675,7 @@ def synthetic_contents(seed_value: int, count: int) -> Iterator[Json]:
         yield {
             "title": f"{_cap(f'{adjective} {subject} {noun}')} with {_cap(extra)}",
             "description": f"{r.choice(OPENERS)} {adjective} {noun} of {subject} and {extra}, "
-                           f"{r.choice(FINISHES)}. Inspired by {_cap(cuisine)} cooking.",
+            f"{r.choice(FINISHES)}. Inspired by {_cap(cuisine)} cooking.",
             "language": "en",
             "servings": r.choice((2, 4, 4, 4, 6, 8)),
             "prep_minutes": prep,
@@ -451,8 +701,10 @@ def check_canonical(content: Json) -> None:
     """Raise unless `content` is valid and already exactly what the service would store."""
     stored = service.content_json(VersionContent.model_validate(content))
     if stored != content or service.content_sha256(stored) != service.content_sha256(content):
-        raise SyntheticDrift(f"synthetic recipe {content['title']!r} differs from its "
-                             "validated form; update seed.py's templates")
+        raise SyntheticDrift(
+            f"synthetic recipe {content['title']!r} differs from its "
+            "validated form; update seed.py's templates"
+        )
 
 
 @dataclass
@@ -471,23 +723,42 @@ def _search_text(content: Json) -> str:
 def _rows(content: Json, owner_id: uuid.UUID, at: datetime) -> tuple[Json, Json]:
     recipe_id = uuid7()
     head = {
-        "id": recipe_id, "owner_id": owner_id, "visibility": PUBLIC, "is_official": False,
-        "status": PUBLISHED, "current_version": 1,
-        "title": content["title"], "description": content["description"],
-        "language": content["language"], "tags": content["tags"],
-        "category": content["category"], "cuisine": content["cuisine"],
-        "difficulty": content["difficulty"], "total_minutes": content["total_minutes"],
-        "servings": content["servings"], "cover_image_id": None,
+        "id": recipe_id,
+        "owner_id": owner_id,
+        "visibility": PUBLIC,
+        "is_official": False,
+        "status": PUBLISHED,
+        "current_version": 1,
+        "title": content["title"],
+        "description": content["description"],
+        "language": content["language"],
+        "tags": content["tags"],
+        "category": content["category"],
+        "cuisine": content["cuisine"],
+        "difficulty": content["difficulty"],
+        "total_minutes": content["total_minutes"],
+        "servings": content["servings"],
+        "cover_image_id": None,
         "profiles": content["requires"]["profiles"],
         "min_firmware": content["requires"]["min_firmware"],
         "search_text": _search_text(content),
-        "rating_avg": None, "rating_count": 0, "cooked_count": 0, "favorite_count": 0,
-        "created_at": at, "updated_at": at, "published_at": at, "archived_at": None,
+        "rating_avg": None,
+        "rating_count": 0,
+        "cooked_count": 0,
+        "favorite_count": 0,
+        "created_at": at,
+        "updated_at": at,
+        "published_at": at,
+        "archived_at": None,
     }
     version = {
-        "recipe_id": recipe_id, "version": 1, "content": content,
-        "sha256": service.content_sha256(content), "author_id": owner_id,
-        "summary": "Generated", "created_at": at,
+        "recipe_id": recipe_id,
+        "version": 1,
+        "content": content,
+        "sha256": service.content_sha256(content),
+        "author_id": owner_id,
+        "summary": "Generated",
+        "created_at": at,
     }
     return head, version
 
@@ -514,14 +785,22 @@ def _records(table: Table, rows: list[Json]) -> list[tuple[Any, ...]]:
     SQLAlchemy's asyncpg codecs take)."""
     names, json_columns = _columns(table)
     return [
-        tuple(orjson.dumps(row[name]).decode() if name in json_columns else row[name]
-              for name in names)
+        tuple(
+            orjson.dumps(row[name]).decode() if name in json_columns else row[name]
+            for name in names
+        )
         for row in rows
     ]
 
 
-def _build_batch(contents: Iterator[Json], first: int, size: int, owner_id: uuid.UUID,
-                 start: datetime, copy: bool) -> _Batch:
+def _build_batch(
+    contents: Iterator[Json],
+    first: int,
+    size: int,
+    owner_id: uuid.UUID,
+    start: datetime,
+    copy: bool,
+) -> _Batch:
     heads: list[Json] = []
     versions: list[Json] = []
     for index in range(first, first + size):
@@ -546,17 +825,24 @@ async def _write_batch(rt: Runtime, batch: _Batch, copy: bool) -> None:
             driver = raw.driver_connection
             assert driver is not None
             for table, records in ((RECIPES, batch.heads), (VERSIONS, batch.versions)):
-                await driver.copy_records_to_table(table.name, records=records,
-                                                   columns=_columns(table)[0])
+                await driver.copy_records_to_table(
+                    table.name, records=records, columns=_columns(table)[0]
+                )
         else:
             await session.execute(insert(Recipe), batch.heads)
             await session.execute(insert(RecipeVersion), batch.versions)
         await repository.refresh_search(session, batch.ids)
 
 
-async def seed_synthetic(rt: Runtime, count: int, *, seed_value: int = 0,
-                         batch_size: int = DEFAULT_BATCH, admin_password: str | None = None,
-                         on_progress: Callable[[int], None] | None = None) -> SyntheticReport:
+async def seed_synthetic(
+    rt: Runtime,
+    count: int,
+    *,
+    seed_value: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    admin_password: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> SyntheticReport:
     """`count` public, published recipes owned by the admin (created if missing), written in
     batches of `batch_size`, each batch in its own transaction with its search entries.
     `on_progress(n)` is called after each batch with the number of recipes it stored.
@@ -566,8 +852,9 @@ async def seed_synthetic(rt: Runtime, count: int, *, seed_value: int = 0,
     one connection on SQLite (one writer at a time). A failure leaves the batches already
     committed in place (each is complete: rows, versions and search entries)."""
     async with rt.db.transaction() as session:
-        admin, account = await ensure_account(rt, session, ADMIN_EMAIL, ADMIN_NAME, ROLE_ADMIN,
-                                              admin_password)
+        admin, account = await ensure_account(
+            rt, session, ADMIN_EMAIL, ADMIN_NAME, ROLE_ADMIN, admin_password
+        )
     owner_id = admin.id
     copy = rt.db.engine.dialect.name == "postgresql"
     writers = 2 if copy else 1
@@ -581,8 +868,9 @@ async def seed_synthetic(rt: Runtime, count: int, *, seed_value: int = 0,
         first = 0
         while first < count:
             size = min(batch_size, count - first)
-            await queue.put(await asyncio.to_thread(
-                _build_batch, contents, first, size, owner_id, start, copy))
+            await queue.put(
+                await asyncio.to_thread(_build_batch, contents, first, size, owner_id, start, copy)
+            )
             first += size
         for _ in range(writers):
             await queue.put(None)
@@ -607,5 +895,6 @@ async def seed_synthetic(rt: Runtime, count: int, *, seed_value: int = 0,
         async with rt.db.transaction() as session:
             await session.execute(text("ANALYZE recipes"))
             await session.execute(text("ANALYZE recipe_versions"))
-    return SyntheticReport(admin=account,
-                           recipe_ids=[i for first in sorted(written) for i in written[first]])
+    return SyntheticReport(
+        admin=account, recipe_ids=[i for first in sorted(written) for i in written[first]]
+    )

@@ -111,11 +111,18 @@ def _apply_head(recipe: Recipe, content: dict[str, Any]) -> None:
     recipe.search_text = repository.search_text_of(content)
 
 
-def _new_version(recipe: Recipe, number: int, content: dict[str, Any], author: User,
-                 summary: str | None) -> RecipeVersion:
-    return RecipeVersion(recipe_id=recipe.id, version=number, content=content,
-                         sha256=content_sha256(content), author_id=author.id, summary=summary,
-                         created_at=clock.utcnow())
+def _new_version(
+    recipe: Recipe, number: int, content: dict[str, Any], author: User, summary: str | None
+) -> RecipeVersion:
+    return RecipeVersion(
+        recipe_id=recipe.id,
+        version=number,
+        content=content,
+        sha256=content_sha256(content),
+        author_id=author.id,
+        summary=summary,
+        created_at=clock.utcnow(),
+    )
 
 
 async def profiles_by_key(session: AsyncSession) -> dict[str, CapabilityProfile]:
@@ -131,8 +138,9 @@ async def profiles_by_key(session: AsyncSession) -> dict[str, CapabilityProfile]
 async def check_program(session: AsyncSession, content: VersionContent) -> None:
     violations = program_violations(content, await profiles_by_key(session))
     if violations:
-        raise StepOutOfRange(f"{len(violations)} step(s) outside the declared profiles",
-                             errors=violations)
+        raise StepOutOfRange(
+            f"{len(violations)} step(s) outside the declared profiles", errors=violations
+        )
 
 
 async def create(session: AsyncSession, author: User, body: RecipeCreate) -> Recipe:
@@ -141,20 +149,30 @@ async def create(session: AsyncSession, author: User, body: RecipeCreate) -> Rec
     if body.images:
         raise UnknownImage("Upload images to the recipe after creating it")
     now = clock.utcnow()
-    content = content_json(VersionContent.model_validate(body.model_dump(
-        exclude={"visibility", "is_official"})))
-    recipe = Recipe(owner_id=author.id,
-                    visibility=body.visibility, is_official=body.is_official, status=DRAFT,
-                    current_version=1, rating_count=0, cooked_count=0, favorite_count=0,
-                    created_at=now, updated_at=now)
+    content = content_json(
+        VersionContent.model_validate(body.model_dump(exclude={"visibility", "is_official"}))
+    )
+    recipe = Recipe(
+        owner_id=author.id,
+        visibility=body.visibility,
+        is_official=body.is_official,
+        status=DRAFT,
+        current_version=1,
+        rating_count=0,
+        cooked_count=0,
+        favorite_count=0,
+        created_at=now,
+        updated_at=now,
+    )
     _apply_head(recipe, content)
     session.add(recipe)
     await session.flush()
     session.add(_new_version(recipe, 1, content, author, "Created"))
     await session.flush()
     await repository.refresh_search(session, [recipe.id])
-    audit.record(session, "recipe.created", actor_id=author.id, target_type="recipe",
-                 target_id=recipe.id)
+    audit.record(
+        session, "recipe.created", actor_id=author.id, target_type="recipe", target_id=recipe.id
+    )
     return recipe
 
 
@@ -163,20 +181,27 @@ async def update(session: AsyncSession, recipe: Recipe, author: User, body: Reci
     if recipe.status == ARCHIVED:
         raise RecipeArchived()
     parsed = VersionContent.model_validate(body.model_dump(exclude={"visibility", "summary"}))
-    unknown = set(parsed.images) - await repository.live_image_ids(session, recipe.id,
-                                                                   parsed.images)
+    unknown = set(parsed.images) - await repository.live_image_ids(
+        session, recipe.id, parsed.images
+    )
     if unknown:
         raise UnknownImage(f"Not images of this recipe: {sorted(str(i) for i in unknown)}")
     if recipe.status == PUBLISHED:
         await check_program(session, parsed)  # a published recipe stays cookable
     content = content_json(parsed)
-    return await _append_version(session, recipe, author, content, body.summary or "Edited",
-                                 visibility=body.visibility)
+    return await _append_version(
+        session, recipe, author, content, body.summary or "Edited", visibility=body.visibility
+    )
 
 
-async def _append_version(session: AsyncSession, recipe: Recipe, author: User,
-                          content: dict[str, Any], summary: str,
-                          visibility: str | None = None) -> Recipe:
+async def _append_version(
+    session: AsyncSession,
+    recipe: Recipe,
+    author: User,
+    content: dict[str, Any],
+    summary: str,
+    visibility: str | None = None,
+) -> Recipe:
     number = recipe.current_version + 1
     session.add(_new_version(recipe, number, content, author, summary))
     recipe.current_version = number
@@ -199,8 +224,14 @@ async def publish(session: AsyncSession, recipe: Recipe, actor: User) -> Recipe:
     recipe.published_at = recipe.published_at or now
     recipe.updated_at = now
     await session.flush()
-    audit.record(session, "recipe.published", actor_id=actor.id, target_type="recipe",
-                 target_id=recipe.id, version=recipe.current_version)
+    audit.record(
+        session,
+        "recipe.published",
+        actor_id=actor.id,
+        target_type="recipe",
+        target_id=recipe.id,
+        version=recipe.current_version,
+    )
     return recipe
 
 
@@ -210,8 +241,9 @@ async def archive(session: AsyncSession, recipe: Recipe, actor: User) -> None:
     recipe.archived_at = now
     recipe.updated_at = now
     await session.flush()
-    audit.record(session, "recipe.archived", actor_id=actor.id, target_type="recipe",
-                 target_id=recipe.id)
+    audit.record(
+        session, "recipe.archived", actor_id=actor.id, target_type="recipe", target_id=recipe.id
+    )
 
 
 async def current_content(session: AsyncSession, recipe: Recipe) -> VersionContent:
@@ -233,7 +265,9 @@ async def versions_of(session: AsyncSession, recipe: Recipe) -> Sequence[RecipeV
     return await repository.versions(session, recipe.id)
 
 
-async def diff(session: AsyncSession, recipe: Recipe, number: int, against: int) -> list[FieldChange]:
+async def diff(
+    session: AsyncSession, recipe: Recipe, number: int, against: int
+) -> list[FieldChange]:
     newer = await version_of(session, recipe, number)
     older = await version_of(session, recipe, against)
     return diff_contents(older.content, newer.content)
@@ -246,8 +280,9 @@ async def restore(session: AsyncSession, recipe: Recipe, author: User, number: i
     old = await version_of(session, recipe, number)
     content = dict(old.content)
     # Images deleted since that version are dropped rather than refusing the restore.
-    live = await repository.live_image_ids(session, recipe.id,
-                                           [uuid.UUID(str(i)) for i in content["images"]])
+    live = await repository.live_image_ids(
+        session, recipe.id, [uuid.UUID(str(i)) for i in content["images"]]
+    )
     content["images"] = [i for i in content["images"] if uuid.UUID(str(i)) in live]
     if recipe.status == PUBLISHED:
         await check_program(session, VersionContent.model_validate(content))
@@ -275,4 +310,3 @@ async def tag_counts(session: AsyncSession, limit: int = 200) -> list[tuple[str,
 
 async def capability_profiles(session: AsyncSession) -> list[CapabilityProfile]:
     return list((await profiles_by_key(session)).values())
-
