@@ -24,6 +24,7 @@ from epicura.migrate import upgrade_to_head
 from epicura.recipes import images
 
 log = structlog.get_logger("epicura.app")
+SHUTDOWN_TASKS_TIMEOUT_S = 5.0
 
 # Responses that carry fresh secrets are never stored for replay.
 IDEMPOTENCY_EXCLUDED = ("/api/v1/auth/", "/api/v1/device/provision", "/api/v1/device/token")
@@ -61,7 +62,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         for task in background:
             task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        # Bounded: a task that swallows its cancellation (a known Python 3.11 wait_for race in
+        # libraries underneath) must not hold the process's shutdown hostage.
+        _done, stuck = await asyncio.wait(background, timeout=SHUTDOWN_TASKS_TIMEOUT_S)
+        for task in stuck:
+            log.warning("background_task_did_not_stop", task=task.get_name())
+            task.cancel()
         if "read_pool" in rt.extras:
             await rt.extras.pop("read_pool").close()
         await rt.close()
