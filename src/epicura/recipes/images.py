@@ -281,22 +281,6 @@ async def delete(
     )
 
 
-async def usable_image_ids(
-    session: AsyncSession, recipe_id: uuid.UUID, image_ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
-    """Which of `image_ids` are live images of this recipe (for checking a version's `images`)."""
-    if not image_ids:
-        return set()
-    found = await session.scalars(
-        select(RecipeImage.id).where(
-            RecipeImage.recipe_id == recipe_id,
-            RecipeImage.id.in_(list(image_ids)),
-            RecipeImage.deleted_at.is_(None),
-        )
-    )
-    return set(found.all())
-
-
 @jobs.handler(DELETE_FILES_JOB)
 async def delete_files(ctx: jobs.JobContext, payload: dict[str, Any]) -> None:
     rt: Runtime = ctx.extras["runtime"]

@@ -37,32 +37,6 @@ Speed = Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)]
 Duration = Annotated[int, Field(ge=1, le=7 * 86400)]
 Weight = Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
 
-UNITS = (
-    "g",
-    "kg",
-    "mg",
-    "ml",
-    "l",
-    "dl",
-    "cl",
-    "tsp",
-    "tbsp",
-    "cup",
-    "oz",
-    "lb",
-    "fl_oz",
-    "pint",
-    "quart",
-    "piece",
-    "pinch",
-    "clove",
-    "slice",
-    "bunch",
-    "can",
-    "handful",
-    "sprig",
-    "leaf",
-)
 Unit = Literal[
     "g",
     "kg",
