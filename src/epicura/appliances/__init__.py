@@ -1,0 +1,1 @@
+"""Appliances: factory import, provisioning, pairing, status, commands and alerts."""

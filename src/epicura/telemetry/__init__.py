@@ -1,0 +1,1 @@
+"""Telemetry: raw samples, rollups, latest sample and the queries over them."""
