@@ -1,0 +1,1 @@
+"""The MQTT side: consumer, publisher, topic routing and broker credential management."""
