@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -47,6 +48,31 @@ class RecipeArchived(ProblemError):
     status = 409
     code = "recipe_archived"
     title = "The recipe is archived"
+
+
+@dataclass(frozen=True)
+class RecipeChange:
+    """What changed: `version` (a new current version), `published`, `archived`,
+    `favorite_added` / `favorite_removed` (by `user_id`)."""
+
+    kind: str
+    recipe_id: uuid.UUID
+    user_id: uuid.UUID | None = None
+
+
+ChangeListener = Callable[[AsyncSession, RecipeChange], Awaitable[None]]
+_listeners: dict[str, ChangeListener] = {}
+
+
+def on_change(name: str, listener: ChangeListener) -> None:
+    """Have `listener` called inside the transaction of every recipe change, so another module
+    (device sync) reacts atomically without this module knowing it. One listener per name."""
+    _listeners[name] = listener
+
+
+async def _changed(session: AsyncSession, change: RecipeChange) -> None:
+    for listener in list(_listeners.values()):
+        await listener(session, change)
 
 
 def is_admin(user: User | None) -> bool:
@@ -211,6 +237,7 @@ async def _append_version(
     recipe.updated_at = clock.utcnow()
     await session.flush()
     await repository.refresh_search(session, [recipe.id])
+    await _changed(session, RecipeChange("version", recipe.id))
     return recipe
 
 
@@ -232,6 +259,7 @@ async def publish(session: AsyncSession, recipe: Recipe, actor: User) -> Recipe:
         target_id=recipe.id,
         version=recipe.current_version,
     )
+    await _changed(session, RecipeChange("published", recipe.id))
     return recipe
 
 
@@ -244,6 +272,7 @@ async def archive(session: AsyncSession, recipe: Recipe, actor: User) -> None:
     audit.record(
         session, "recipe.archived", actor_id=actor.id, target_type="recipe", target_id=recipe.id
     )
+    await _changed(session, RecipeChange("archived", recipe.id))
 
 
 async def current_content(session: AsyncSession, recipe: Recipe) -> VersionContent:
@@ -291,9 +320,12 @@ async def restore(session: AsyncSession, recipe: Recipe, author: User, number: i
 
 async def set_favorite(session: AsyncSession, recipe: Recipe, user: User, on: bool) -> None:
     if on:
-        await repository.add_favorite(session, user.id, recipe.id, clock.utcnow())
+        changed = await repository.add_favorite(session, user.id, recipe.id, clock.utcnow())
     else:
-        await repository.remove_favorite(session, user.id, recipe.id)
+        changed = await repository.remove_favorite(session, user.id, recipe.id)
+    if changed:
+        kind = "favorite_added" if on else "favorite_removed"
+        await _changed(session, RecipeChange(kind, recipe.id, user.id))
 
 
 async def is_favorite(session: AsyncSession, recipe: Recipe, user: User | None) -> bool | None:
