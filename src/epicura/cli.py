@@ -63,7 +63,7 @@ def serve(host: str, port: int | None, workers: int) -> None:
 def worker() -> None:
     """Run background jobs (e-mails, pushes, rollups, retention)."""
     from epicura.app import job_context
-    from epicura.kit import jobs
+    from epicura.kit import jobs, schedule
     from epicura.kit.logging import configure
     from epicura.kit.runtime import Runtime
 
@@ -76,8 +76,11 @@ def worker() -> None:
     runtime = Runtime.build(settings)
 
     async def run() -> None:
+        context = job_context(runtime)
         try:
-            await jobs.run_forever(job_context(runtime), runtime.jobs.wakeup)
+            # The job queue and the periodic tasks (rollups, partitions, pruning), side by side.
+            await asyncio.gather(jobs.run_forever(context, runtime.jobs.wakeup),
+                                 schedule.run_forever(context))
         finally:
             await runtime.close()
 
@@ -259,3 +262,8 @@ def config_check() -> None:
         click.echo(f"  ~ {line}")
     if settings.is_production and problems:
         sys.exit(2)
+
+
+from epicura.simulator.cli import simulate  # noqa: E402  (the simulator owns its command)
+
+main.add_command(simulate)

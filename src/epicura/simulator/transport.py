@@ -1,0 +1,177 @@
+"""How a simulated appliance reaches the cloud: MQTT (one client per appliance, all on one
+asyncio loop) or the HTTPS fallback of the Device API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+import orjson
+import structlog
+
+from epicura.simulator import messages
+from epicura.simulator.cloud import CloudError
+
+if TYPE_CHECKING:
+    from epicura.simulator.device import Device
+
+log = structlog.get_logger("epicura.simulator")
+PUBLISH_TIMEOUT_S = 10.0
+MAX_BACKOFF_S = 60.0
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
+    """`mqtt://host:1883` or `mqtts://host:8883` → (host, port, tls)."""
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"not an MQTT URL: {url!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
+    return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls
+
+
+class MqttLink:
+    """`client_id` = `username` = the device id, the device secret as password; a retained last
+    will says `offline/lost`; birth (presence, state) on every connection; `down/#` handled by
+    the device; reconnects with backoff; a clean stop says `offline/shutdown`."""
+
+    def __init__(self, device: Device, url: str, *, keepalive_s: int = 30) -> None:
+        self.device = device
+        self.host, self.port, self.tls = parse_mqtt_url(url)
+        self.keepalive_s = keepalive_s
+        self.up = asyncio.Event()
+        self.connections = 0
+        self._client: aiomqtt.Client | None = None
+
+    def _topic(self, name: str) -> str:
+        return messages.up_topic(self.device.device_id, name)
+
+    async def publish(self, name: str, payload: dict[str, Any], *, retain: bool = False) -> None:
+        client = self._client
+        if client is None or not self.up.is_set():
+            raise ConnectionError("not connected")
+        await client.publish(self._topic(name), orjson.dumps(payload), qos=1, retain=retain,
+                             timeout=PUBLISH_TIMEOUT_S)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                await self._connected(stop)
+                backoff = 1.0
+            except aiomqtt.MqttError as exc:
+                log.info("simulator.mqtt_disconnected", device_id=self.device.device_id,
+                         error=str(exc))
+            if stop.is_set():
+                return
+            delay = backoff * self.device.rng.uniform(0.5, 1.5)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    def _client_for(self) -> aiomqtt.Client:
+        identity = self.device.identity
+        will = aiomqtt.Will(
+            self._topic("presence"),
+            orjson.dumps(messages.presence_offline(self.device.now_ms(), "lost")),
+            qos=1, retain=True)
+        return aiomqtt.Client(
+            self.host, self.port, identifier=identity.device_id, username=identity.device_id,
+            password=identity.device_secret, will=will, protocol=aiomqtt.ProtocolVersion.V5,
+            keepalive=self.keepalive_s, timeout=PUBLISH_TIMEOUT_S,
+            tls_context=ssl.create_default_context() if self.tls else None)
+
+    async def _connected(self, stop: asyncio.Event) -> None:
+        async with self._client_for() as client:
+            self._client = client
+            self.connections += 1
+            try:
+                for name, payload, retain in self.device.birth():
+                    await client.publish(self._topic(name), orjson.dumps(payload), qos=1,
+                                         retain=retain, timeout=PUBLISH_TIMEOUT_S)
+                await client.subscribe(messages.down_filter(self.device.device_id), qos=1)
+                self.up.set()
+                await self._serve(client, stop)
+            finally:
+                self.up.clear()
+                self._client = None
+
+    async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        receiver = asyncio.create_task(self._receive(client))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait({receiver, stopper},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if receiver in done:
+                receiver.result()  # the connection ended: raises its MqttError
+                return
+            self.up.clear()
+            goodbye = messages.presence_offline(self.device.now_ms(), "shutdown")
+            await client.publish(self._topic("presence"), orjson.dumps(goodbye), qos=1,
+                                 retain=True, timeout=3.0)
+        finally:
+            for task in (receiver, stopper):
+                task.cancel()
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            name = str(message.topic).rsplit("/down/", 1)[-1]
+            raw = message.payload
+            if not raw:
+                self.device.on_down(name, None)
+                continue
+            try:
+                payload = orjson.loads(raw if isinstance(raw, bytes | str) else bytes(raw))
+            except (orjson.JSONDecodeError, TypeError):
+                log.info("simulator.bad_down_message", device_id=self.device.device_id,
+                         topic=str(message.topic))
+                continue
+            if isinstance(payload, dict):
+                self.device.on_down(name, payload)
+
+
+class HttpsLink:
+    """The HTTPS fallback: telemetry to `POST /device/telemetry`, session events, alerts and
+    command results to `POST /device/events`. Presence and state have no HTTPS route (the
+    cloud sees the appliance through its calls); nothing comes down except config on start."""
+
+    EVENT_TOPICS = frozenset({"session", "alert", "cmd/result"})
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.up = asyncio.Event()
+        self.up.set()
+        self.rejected = 0
+
+    async def publish(self, name: str, payload: dict[str, Any], *, retain: bool = False) -> None:
+        if name.startswith("telemetry"):
+            path, body = "/device/telemetry", payload
+        elif name in self.EVENT_TOPICS:
+            path, body = "/device/events", {"events": [{"topic": name, **payload}]}
+        else:
+            return
+        reply = await self.device.cloud.device_post(await self.device.access_token(), path, body)
+        if reply.status_code == 401:
+            self.device.forget_token()
+        if reply.status_code in (401, 408, 429) or reply.status_code >= 500:
+            raise CloudError(f"POST {path}", reply)  # worth retrying
+        if reply.status_code >= 400:  # the service refuses this body: retrying will not help
+            self.rejected += 1
+            log.warning("simulator.https_rejected", device_id=self.device.device_id, path=path,
+                        status=reply.status_code, detail=reply.text[:300])
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from epicura.simulator.commands import apply_config
+
+        try:
+            token = await self.device.access_token()
+            reply = await self.device.cloud.device_get(token, "/device/config")
+            if reply.status_code == 200:
+                apply_config(self.device, reply.json())
+        except (CloudError, OSError) as exc:
+            log.info("simulator.config_unavailable", device_id=self.device.device_id,
+                     error=str(exc))
+        await stop.wait()
