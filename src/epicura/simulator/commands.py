@@ -4,8 +4,7 @@ cannot), desired config, and sync nudges."""
 
 from __future__ import annotations
 
-import base64
-import binascii
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -223,6 +222,8 @@ async def sync(device: Device) -> bool:
         log.info("simulator.sync_failed", device_id=device.device_id, error=str(exc))
         return False
     device.sync_cursor = cursor
+    if not cursor:  # nothing to report against (the service gave no cursor)
+        return True
     installed = [{"recipe_id": rid, "version": item["version"], "sha256": item["sha256"]}
                  for rid, item in sorted(device.library.items())]
     device.send("sync", {"cursor": cursor, "installed": installed})
@@ -230,11 +231,16 @@ async def sync(device: Device) -> bool:
 
 
 def _apply_changes(device: Device, page: dict[str, Any]) -> None:
+    """Install the page's bundles whose SHA-256 matches (the signature is the cloud's key's to
+    check; the simulator trusts its own service) and drop the tombstoned recipes."""
     for change in page.get("changes") or []:
+        bundle, sha256 = change.get("bundle"), change.get("sha256")
+        if not isinstance(bundle, str) or hashlib.sha256(bundle.encode()).hexdigest() != sha256:
+            log.warning("simulator.bundle_refused", device_id=device.device_id,
+                        recipe_id=change.get("recipe_id"))
+            continue
         device.library[str(change["recipe_id"])] = {
-            "version": change.get("version"), "sha256": change.get("sha256"),
-            "bundle": change.get("bundle"),
-        }
+            "version": change.get("version"), "sha256": sha256, "bundle": bundle}
     for recipe_id in page.get("deleted") or []:
         device.library.pop(str(recipe_id), None)
 
@@ -247,8 +253,8 @@ def _library_content(device: Device, recipe_id: str, version: Any) -> dict[str, 
     bundle = item.get("bundle")
     if isinstance(bundle, str):
         try:
-            bundle = orjson.loads(base64.b64decode(bundle, validate=True))
-        except (binascii.Error, orjson.JSONDecodeError, ValueError):
+            bundle = orjson.loads(bundle)
+        except orjson.JSONDecodeError:
             return None
     if isinstance(bundle, dict):
         content = bundle.get("content", bundle)
