@@ -15,7 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from epicura import api, health, storage_router
 from epicura.auth import service as auth_service
 from epicura.config import Settings
-from epicura.kit import jobs, readpool, storage
+from epicura.kit import jobs, readpool, schedule, storage
 from epicura.kit.errors import PROBLEM_MEDIA_TYPE, install_handlers
 from epicura.kit.http import EdgeMiddleware
 from epicura.kit.idempotency import IdempotencyMiddleware
@@ -32,6 +32,7 @@ IDEMPOTENCY_EXCLUDED = ("/api/v1/auth/", "/api/v1/device/provision", "/api/v1/de
 
 def job_context(rt: Runtime) -> jobs.JobContext:
     import epicura.auth.tasks  # noqa: F401 - registers the module's job handlers
+    from epicura.telemetry import tasks as _telemetry  # noqa: F401 - its periodic tasks
 
     return jobs.JobContext(db=rt.db, sealer=rt.sealer, extras={"runtime": rt})
 
@@ -56,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                                                        settings.database_pool_size)
     if settings.embedded or app.state.run_jobs:
         background.append(asyncio.create_task(jobs.run_forever(job_context(rt), rt.jobs.wakeup)))
+        background.append(asyncio.create_task(schedule.run_forever(job_context(rt))))
     log.info("started", env=settings.epicura_env, embedded=settings.embedded)
     try:
         yield
