@@ -267,3 +267,7 @@ def config_check() -> None:
 from epicura.simulator.cli import simulate  # noqa: E402  (the simulator owns its command)
 
 main.add_command(simulate)
+
+from epicura.bridge.cli_broker import broker  # noqa: E402  (the bridge owns its command)
+
+main.add_command(broker)
