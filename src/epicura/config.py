@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "epicura:"
     mqtt_broker_url: str | None = None
+    # The broker address handed to appliances when they provision, if not MQTT_BROKER_URL's
+    # (which may be an internal name only the service can reach).
+    mqtt_public_host: str | None = None
+    mqtt_public_port: int | None = Field(default=None, ge=1, le=65535)
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_previous_secret: SecretStr | None = None
@@ -70,6 +74,9 @@ class Settings(BaseSettings):
     recipe_cache_enabled: bool = True
     login_ip_per_minute: int = 20
     user_requests_per_minute: int = 120
+    # Appliances call these without a user; a factory line or a simulator shares one address.
+    device_provision_ip_per_minute: int = 60
+    device_token_ip_per_minute: int = 600
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod

@@ -1,0 +1,36 @@
+"""Cursors of the module's lists: the (time, id) of the last item of a page."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from epicura.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
+
+RowT = TypeVar("RowT")
+
+
+def after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(position["t"])
+        if moment.tzinfo is None:
+            raise ValueError("naive time in cursor")
+        return moment, uuid.UUID(position["i"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InvalidCursor() from exc
+
+
+def next_cursor(rows: Sequence[RowT], limit: int,
+                key: Callable[[RowT], tuple[datetime | None, uuid.UUID]]) -> str | None:
+    """A cursor when there is more than a page (`rows` was asked for `limit + 1`)."""
+    if len(rows) <= limit:
+        return None
+    moment, last_id = key(rows[limit - 1])
+    if moment is None:
+        return None
+    return encode_cursor({"t": moment.isoformat(), "i": str(last_id)})
