@@ -4,6 +4,7 @@ window, and input validation (422, never 500)."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -133,7 +134,7 @@ async def test_raw_past_the_cap_is_thinned_over_the_whole_range(at_t0: Service) 
     assert len(points) == 6_000  # every 2nd sample
     assert points[0] == [ms(start), 0.0]
     assert points[-1] == [ms(start + 11_998 * step), 11_998.0]
-    assert all(b[0] - a[0] == 500 for a, b in zip(points, points[1:], strict=False))
+    assert all(b[0] - a[0] == 500 for a, b in itertools.pairwise(points))
 
 
 async def test_a_seven_day_span_merges_minute_pairs(at_t0: Service) -> None:
