@@ -33,6 +33,8 @@ IDEMPOTENCY_EXCLUDED = ("/api/v1/auth/", "/api/v1/device/provision", "/api/v1/de
 def job_context(rt: Runtime) -> jobs.JobContext:
     import epicura.auth.tasks  # noqa: F401 - registers the module's job handlers
     from epicura.bridge import broker_tasks as _broker_tasks  # noqa: F401 - credential jobs
+    from epicura.bridge import presence as _presence  # noqa: F401 - inactivity sweep
+    from epicura.bridge import publisher as _publisher  # noqa: F401 - the mqtt.publish job
     from epicura.telemetry import tasks as _telemetry  # noqa: F401 - its periodic tasks
 
     return jobs.JobContext(db=rt.db, sealer=rt.sealer, extras={"runtime": rt})

@@ -87,13 +87,6 @@ def worker() -> None:
     asyncio.run(run())
 
 
-@main.command()
-def bridge() -> None:
-    """Run the MQTT bridge (not yet: it arrives with the appliances issue)."""
-    click.echo("epicura bridge: not yet available; appliances use the HTTPS device API for now.")
-    sys.exit(1)
-
-
 @main.group()
 def db() -> None:
     """Database migrations."""
@@ -271,3 +264,7 @@ main.add_command(simulate)
 from epicura.bridge.cli_broker import broker  # noqa: E402  (the bridge owns its command)
 
 main.add_command(broker)
+
+from epicura.bridge.cli_bridge import bridge  # noqa: E402  (the bridge owns its command)
+
+main.add_command(bridge)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -46,6 +46,18 @@ class EventBus:
             await self.redis.publish(self.keys("bus", channel), orjson.dumps(payload, default=str))
         except RedisError as exc:
             log.warning("bus_publish_failed", channel=channel, error=type(exc).__name__)
+
+    async def publish_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Publish several events in one round trip (a pipeline, not a transaction)."""
+        if not events:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for channel, payload in events:
+                    pipe.publish(self.keys("bus", channel), orjson.dumps(payload, default=str))
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("bus_publish_failed", events=len(events), error=type(exc).__name__)
 
     def _dispatch(self, raw_channel: bytes, data: bytes) -> None:
         channel = raw_channel.decode().removeprefix(self.keys("bus", ""))
