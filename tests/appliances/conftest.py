@@ -15,6 +15,7 @@ from sqlalchemy import select
 from epicura.appliances import reported
 from epicura.auth import service as auth_service
 from epicura.bridge.outbox import PUBLISH_JOB, down_topic
+from epicura.config import Settings
 from epicura.kit import clock
 from epicura.kit.audit import AuditEvent
 from epicura.kit.errors import PROBLEM_MEDIA_TYPE
@@ -128,8 +129,28 @@ async def factory(svc: Service, admin: dict[str, str]) -> Factory:
     return Factory(svc, admin)
 
 
-async def user(svc: Service, address: str) -> dict[str, str]:
-    return bearer(await svc.signed_up(address))
+@pytest.fixture
+def pg_settings(pg_settings: Settings) -> Settings:
+    """The test client may say which address it calls from (`X-Forwarded-For`), so tests can
+    act as many users on many addresses without tripping per-address limits."""
+    return pg_settings.model_copy(update={"trusted_proxies": ["127.0.0.1/32"]})
+
+
+def from_ip(ip: str) -> dict[str, str]:
+    return {"X-Forwarded-For": ip}
+
+
+async def user(svc: Service, address: str, ip: str | None = None) -> dict[str, str]:
+    """A signed-up user's bearer header (registering from `ip` when given)."""
+    if ip is None:
+        return bearer(await svc.signed_up(address))
+    registered = await svc.client.post(f"{API}/auth/register", headers=from_ip(ip), json={
+        "email": address, "password": STRONG_PASSWORD, "display_name": "Cook"})
+    assert registered.status_code == 202, registered.text
+    login = await svc.client.post(f"{API}/auth/login", headers=from_ip(ip), json={
+        "email": address, "password": STRONG_PASSWORD, "session_name": "pytest"})
+    assert login.status_code == 200, login.text
+    return bearer(login.json())
 
 
 async def down_messages(svc: Service, device_id: str, name: str) -> list[dict[str, Any]]:
