@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from epicura.admin.router import router as admin_router
+from epicura.appliances.sync_router import router as device_sync_router
 from epicura.auth.router import auth_router, oauth_router, users_router
 from epicura.bridge.device_ingest_router import router as device_ingest_router
 from epicura.recipes.images_router import router as images_router
@@ -18,6 +19,7 @@ API_PREFIX = "/api/v1"
 def v1_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     for module_router in (auth_router, oauth_router, users_router, recipes_router, scaling_router,
-                          images_router, telemetry_router, device_ingest_router, admin_router):
+                          images_router, telemetry_router, device_ingest_router, device_sync_router,
+                          admin_router):
         router.include_router(module_router)
     return router

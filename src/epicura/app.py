@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from epicura import api, health, storage_router
+from epicura.appliances import library
 from epicura.auth import service as auth_service
 from epicura.config import Settings
 from epicura.kit import jobs, readpool, schedule, storage
@@ -37,6 +38,7 @@ def job_context(rt: Runtime) -> jobs.JobContext:
     from epicura.bridge import publisher as _publisher  # noqa: F401 - the mqtt.publish job
     from epicura.telemetry import tasks as _telemetry  # noqa: F401 - its periodic tasks
 
+    library.install(rt)  # registers its fan-out job; job sessions know the runtime
     return jobs.JobContext(db=rt.db, sealer=rt.sealer, extras={"runtime": rt})
 
 
@@ -49,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade_to_head(settings)
     storage.install(rt)  # local files, or S3 when S3_BUCKET is set (+ its readiness check)
     images.install(rt)  # rt.extras["recipe_image_url"] for list summaries
+    library.install(rt)  # sessions carry the runtime: recipe changes nudge appliances
     background: list[asyncio.Task[Any]] = []
     try:
         await auth_service.revocations(rt).rebuild()

@@ -261,6 +261,10 @@ from epicura.simulator.cli import simulate  # noqa: E402  (the simulator owns it
 
 main.add_command(simulate)
 
+from epicura.appliances.cli_keys import keys  # noqa: E402  (device sync owns its command)
+
+main.add_command(keys)
+
 from epicura.bridge.cli_broker import broker  # noqa: E402  (the bridge owns its command)
 
 main.add_command(broker)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from epicura.appliances import models as appliance_models
+from epicura.appliances import sync_models
 from epicura.auth import models as auth_models
-from epicura.kit import audit, jobs, schedule
+from epicura.kit import audit, jobs, schedule, signing
 from epicura.kit.db import Base
 from epicura.recipes import models as recipe_models
 from epicura.telemetry import models as telemetry_models
@@ -12,5 +13,5 @@ from epicura.telemetry import models as telemetry_models
 metadata = Base.metadata
 __all__ = [
     "appliance_models", "audit", "auth_models", "jobs", "metadata", "recipe_models",
-    "schedule", "telemetry_models",
+    "schedule", "signing", "sync_models", "telemetry_models",
 ]
