@@ -58,8 +58,9 @@ class ApplianceModel:
     def start_session(self, program: Program, session_id: str | None = None) -> SessionRunner:
         if self.busy:
             raise RuntimeError("a session is already running")
-        runner = SessionRunner(program, session_id or str(uuid.UUID(int=self.rng.getrandbits(128),
-                                                                    version=4)), self, self.rng)
+        # Ids are never drawn from the seeded generator: a rerun with the same seed must not
+        # reuse a session or alert id the service already holds.
+        runner = SessionRunner(program, session_id or str(uuid.uuid4()), self, self.rng)
         self.session = runner
         runner.start()
         self._drain_session()
@@ -138,7 +139,7 @@ class ApplianceModel:
         self.lid, self.interrupted = "open", True
         self.motor.stop()
         self.alert = ActiveAlert(
-            alert_id=uuid.UUID(int=self.rng.getrandbits(128), version=4).hex,
+            alert_id=uuid.uuid4().hex,
             code=LID_ALERT, clears_in_s=self.rng.uniform(*LID_CLOSED_AFTER_S),
             session_id=self.session_id, data={"step_index": step.index},
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -60,6 +61,7 @@ def simulate(count: int, api_url: str | None, mqtt_url: str | None, transport: s
 
     settings = Settings()
     configure(settings.log_level)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per request
     if settings.is_production:
         raise click.UsageError("refusing to simulate appliances against production settings")
     if (admin_email is None) != (admin_password is None):
@@ -93,7 +95,7 @@ async def _run(config: FleetConfig, settings: Any, admin_email: str | None,
         loop.add_signal_handler(signum, stop.set)
     importer: Importer | None
     if admin_email is not None and admin_password is not None:
-        importer = api_importer(config.api_url, admin_email, admin_password)
+        importer = api_importer(admin_email, admin_password)
     else:
         importer = database_importer(settings)
     return await run_fleet(config, importer=importer, stop=stop, on_ready=_print_ready)

@@ -3,6 +3,7 @@ recipe reads, and the admin import of factory serials."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,8 @@ import httpx2
 
 API_PREFIX = "/api/v1"
 TOKEN_MARGIN_S = 300
+MAX_THROTTLED_RETRIES = 20
+MAX_RETRY_AFTER_S = 60.0
 
 
 class CloudError(Exception):
@@ -50,6 +53,20 @@ class Cloud:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    async def _post_patiently(self, path: str, body: Any) -> httpx2.Response:
+        """POST, waiting out 429s as `Retry-After` says: a fleet provisioning from one address
+        meets the per-address limits of the Device API."""
+        for _ in range(MAX_THROTTLED_RETRIES):
+            reply = await self.client.post(path, json=body)
+            if reply.status_code != 429:
+                return reply
+            try:
+                wait = float(reply.headers.get("retry-after", "1"))
+            except ValueError:
+                wait = 1.0
+            await asyncio.sleep(min(max(wait, 0.1), MAX_RETRY_AFTER_S))
+        return reply
+
     # --- admin ---------------------------------------------------------------------------
     async def admin_login(self, email: str, password: str) -> str:
         reply = await self.client.post("/auth/login", json={
@@ -69,7 +86,7 @@ class Cloud:
     # --- device --------------------------------------------------------------------------
     async def provision(self, *, serial: str, factory_secret: str, model: str,
                         hw_revision: str, firmware_version: str) -> dict[str, Any]:
-        reply = await self.client.post("/device/provision", json={
+        reply = await self._post_patiently("/device/provision", {
             "serial": serial, "factory_secret": factory_secret, "model": model,
             "hw_revision": hw_revision, "firmware_version": firmware_version})
         if reply.status_code not in (200, 201):
@@ -78,7 +95,7 @@ class Cloud:
         return result
 
     async def device_token(self, device_id: str, device_secret: str) -> DeviceToken:
-        reply = await self.client.post("/device/token", json={
+        reply = await self._post_patiently("/device/token", {
             "device_id": device_id, "device_secret": device_secret})
         if reply.status_code != 200:
             raise CloudError(f"device token for {device_id} refused", reply)

@@ -185,6 +185,9 @@ HANDLERS: dict[str, Handler] = {
 def apply_config(device: Device, config: dict[str, Any]) -> None:
     """Desired config from `down/config` (retained) or `GET /device/config`: a newer version
     replaces the settings, and the reported state says so."""
+    if config.get("paired") is False and device.library:  # unpaired while it was away
+        device.library.clear()
+        device.sync_cursor = None
     version, settings = config.get("version"), config.get("settings")
     if not isinstance(version, int) or not isinstance(settings, dict):
         return

@@ -24,7 +24,7 @@ from epicura.simulator.transport import HttpsLink, MqttLink
 log = structlog.get_logger("epicura.simulator")
 
 # Imports factory rows `{serial, model, hw_revision, factory_secret}`; returns its counts.
-Importer = Callable[[list[dict[str, str]]], Awaitable[dict[str, Any]]]
+Importer = Callable[[Cloud, list[dict[str, str]]], Awaitable[dict[str, Any]]]
 IMPORT_CHUNK = 1000
 
 
@@ -85,8 +85,11 @@ class Provisioner:
                              "simulator can import its serials; provisioning may be refused")
             return
         for start in range(0, len(rows), IMPORT_CHUNK):
-            result = await self.importer(rows[start:start + IMPORT_CHUNK])
-            log.info("simulator.serials_imported", result=result)
+            result = await self.importer(self.cloud, rows[start:start + IMPORT_CHUNK])
+            refused = [row for row in result.get("rows", []) if row.get("result") == "invalid"]
+            log.info("simulator.serials_imported", created=result.get("created"),
+                     skipped=result.get("skipped"), invalid=result.get("invalid"),
+                     first_refusal=refused[0] if refused else None)
 
     async def _provision(self, entry: Entry) -> None:
         async with self.gate:
@@ -154,8 +157,8 @@ async def prepare_fleet(config: FleetConfig, cloud: Cloud,
     book = RecipeBook(cloud)
     seed = config.seed if config.seed is not None else random.SystemRandom().getrandbits(32)
     devices = [Device(_identity(entry, config), cloud, book, config.options,
-                      random.Random(seed + index))  # noqa: S311 - a simulation, not a secret
-               for index, entry in enumerate(entries)]
+                      random.Random(f"{seed}:{entry.serial}"))  # noqa: S311 - not a secret
+               for entry in entries]
     by_serial = {entry.serial: entry for entry in entries}
     await asyncio.gather(*(provisioner.verify(d, by_serial[d.identity.serial]) for d in devices
                            if d.identity.serial in remembered))

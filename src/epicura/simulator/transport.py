@@ -134,44 +134,53 @@ class MqttLink:
 
 
 class HttpsLink:
-    """The HTTPS fallback: telemetry to `POST /device/telemetry`, session events, alerts and
-    command results to `POST /device/events`. Presence and state have no HTTPS route (the
-    cloud sees the appliance through its calls); nothing comes down except config on start."""
-
-    EVENT_TOPICS = frozenset({"session", "alert", "cmd/result"})
+    """The HTTPS fallback: telemetry to `POST /device/telemetry`, every other up/ message
+    (presence, state, session events, alerts, command results, backlog, sync) to
+    `POST /device/events` as `{events: [{topic, ...body}]}`. Nothing comes down this way but
+    the desired config, read on start."""
 
     def __init__(self, device: Device) -> None:
         self.device = device
         self.up = asyncio.Event()
-        self.up.set()
         self.rejected = 0
 
     async def publish(self, name: str, payload: dict[str, Any], *, retain: bool = False) -> None:
-        if name.startswith("telemetry"):
+        if name == "telemetry":
             path, body = "/device/telemetry", payload
-        elif name in self.EVENT_TOPICS:
-            path, body = "/device/events", {"events": [{"topic": name, **payload}]}
         else:
-            return
+            path, body = "/device/events", {"events": [{"topic": name, **payload}]}
         reply = await self.device.cloud.device_post(await self.device.access_token(), path, body)
         if reply.status_code == 401:
             self.device.forget_token()
         if reply.status_code in (401, 408, 429) or reply.status_code >= 500:
             raise CloudError(f"POST {path}", reply)  # worth retrying
-        if reply.status_code >= 400:  # the service refuses this body: retrying will not help
+        refused = reply.status_code >= 400 or any(
+            result.get("status") == "rejected" for result in reply.json().get("results", []))
+        if refused:  # the service refuses this body: retrying will not help
             self.rejected += 1
             log.warning("simulator.https_rejected", device_id=self.device.device_id, path=path,
-                        status=reply.status_code, detail=reply.text[:300])
+                        topic=name, status=reply.status_code, detail=reply.text[:300])
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Birth, the desired config, then wait; a clean stop says `offline/shutdown`."""
         from epicura.simulator.commands import apply_config
 
+        for name, payload, retain in reversed(self.device.birth()):  # first in the queue
+            self.device.pending.appendleft((name, payload, retain))
+        self.up.set()
         try:
-            token = await self.device.access_token()
-            reply = await self.device.cloud.device_get(token, "/device/config")
+            reply = await self.device.cloud.device_get(await self.device.access_token(),
+                                                       "/device/config")
             if reply.status_code == 200:
                 apply_config(self.device, reply.json())
         except (CloudError, OSError) as exc:
             log.info("simulator.config_unavailable", device_id=self.device.device_id,
                      error=str(exc))
         await stop.wait()
+        goodbye = messages.presence_offline(self.device.now_ms(), "shutdown")
+        try:
+            await self.publish("presence", goodbye)
+        except (CloudError, OSError) as exc:
+            log.info("simulator.goodbye_failed", device_id=self.device.device_id, error=str(exc))
+        finally:
+            self.up.clear()
