@@ -183,6 +183,8 @@ BAD_QUERIES: list[dict[str, str]] = [
     {"from": "2021-03-10T11:00:00"},  # no offset
     {"from": "yesterday"},
     {"from": "-5"},
+    {"from": "²"},
+    {"to": "2021-03-10T11:00:00+25:00"},
     {"to": "99999999999999999999"},
     {"to": "0001-01-01T00:30:00+01:00"},
     {"metrics": "bowl_temp_c,core_temp_c"},

@@ -7,10 +7,15 @@ hours containing them from the 1-minute rows. So a backlog message holding sampl
 recomputes exactly the old buckets it touched, and a bucket is always rebuilt from everything
 stored for it (an upsert), never patched: running a window twice gives the same rows.
 
-The window is (watermark − overlap, now]: an ingest transaction that started before the last
-run's `now` but committed after it has `received_at` older than the watermark, and the overlap
-(longer than any ingest transaction) gives it one more run to be seen. The watermark moves in
-the same transaction as the upserts.
+The window is [watermark, upper): `received_at` is its transaction's start (`now()`), so a
+transaction still open when a run reads would, once committed, add rows behind where the run
+read. On PostgreSQL `upper` is therefore the start of the oldest transaction still open in the
+database (from `pg_stat_activity`; never more than 10 minutes back, so a forgotten session
+cannot stall the rollups): everything received before it is committed and visible, and nothing
+is read twice. (`pg_stat_activity` shows other roles' transactions only to members of
+`pg_read_all_stats`: the bridge and the worker use the same role, or the worker's is granted it.)
+SQLite has one writer and a few appliances: there the window simply starts two minutes before
+the watermark. The watermark moves in the same transaction as the upserts.
 
 PostgreSQL does the work in two statements per window. SQLite (embedded, a handful of
 appliances) aggregates in Python with the same merge rules as the query path (`merge`).
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +45,7 @@ from epicura.telemetry.models import (
 )
 
 STATE_NAME = "rollups"
-OVERLAP = timedelta(minutes=2)
+SQLITE_OVERLAP = timedelta(minutes=2)
 MAX_WINDOW = timedelta(minutes=15)  # a long backlog of ingest is worked off in bounded steps
 FIRST_LOOKBACK = timedelta(days=15)  # the first run covers everything raw retention keeps
 MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
@@ -92,7 +97,7 @@ UPSERT_1M = f"""
 WITH dirty AS (
     SELECT DISTINCT appliance_id, date_trunc('minute', t, 'UTC') AS bucket
       FROM telemetry_samples
-     WHERE received_at > :lo AND received_at <= :hi
+     WHERE received_at >= :lo AND received_at < :hi
 )
 INSERT INTO telemetry_1m ({COLUMNS})
 SELECT d.appliance_id, d.bucket, count(*),
@@ -145,7 +150,7 @@ async def _postgres_window(session: AsyncSession, lo: datetime, hi: datetime) ->
 async def _raw_minutes(session: AsyncSession, lo: datetime, hi: datetime) -> set[Key]:
     rows = await session.execute(
         select(TelemetrySample.appliance_id, TelemetrySample.t)
-        .where(TelemetrySample.received_at > lo, TelemetrySample.received_at <= hi)
+        .where(TelemetrySample.received_at >= lo, TelemetrySample.received_at < hi)
     )
     return {(appliance, floor_to(t, MINUTE)) for appliance, t in rows}
 
@@ -215,12 +220,21 @@ async def _sqlite_window(session: AsyncSession, lo: datetime, hi: datetime) -> R
 
 # The loop ---------------------------------------------------------------------------------------
 
-async def _database_now(session: AsyncSession, sqlite: bool) -> datetime:
-    """`received_at` is the database's clock, so the window is too (never the app's clock)."""
+# Everything received before this is committed: no transaction that began earlier is open.
+# (`least` and `greatest` skip NULL: with no other transaction open, it is `now()`.)
+SETTLED_POSTGRES = """
+SELECT greatest(least(now(), min(xact_start)), now() - interval '10 minutes')
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+"""
+
+
+async def _settled(session: AsyncSession, sqlite: bool) -> datetime:
+    """Where the window may end. `received_at` is the database's clock, so this is too."""
     if sqlite:
         raw = await session.scalar(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))
         return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
-    found = await session.scalar(select(func.now()))
+    found = await session.scalar(text(SETTLED_POSTGRES))
     assert isinstance(found, datetime)
     return found
 
@@ -237,17 +251,18 @@ async def _one_window(db: Database) -> tuple[RollupRun, bool]:
     """Roll up one window; returns what it did and whether it reached `now`."""
     async with db.transaction() as session:
         state = await _watermark(session, db.is_sqlite)
-        now = await _database_now(session, db.is_sqlite)
+        upper = await _settled(session, db.is_sqlite)
         if state is None:
-            lo, hi = now - FIRST_LOOKBACK, now
+            lo, hi = upper - FIRST_LOOKBACK, upper
             state = RollupState(name=STATE_NAME, received_up_to=hi)
             session.add(state)
         else:
-            lo, hi = state.received_up_to - OVERLAP, min(now, state.received_up_to + MAX_WINDOW)
+            lo = state.received_up_to - (SQLITE_OVERLAP if db.is_sqlite else timedelta(0))
+            hi = min(upper, state.received_up_to + MAX_WINDOW)
         window = _sqlite_window if db.is_sqlite else _postgres_window
-        run = await window(session, lo, hi)
+        run = await window(session, lo, hi) if hi > lo else RollupRun()
         state.received_up_to = max(state.received_up_to, hi)
-        return run, hi >= now
+        return run, hi >= upper
 
 
 async def roll_up(db: Database, *, max_windows: int = 100) -> RollupRun:

@@ -12,6 +12,7 @@ for raw by keeping every k-th sample when an appliance sent more than 10,000 in 
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -75,7 +76,7 @@ async def visible_appliance(session: AsyncSession, user: User, appliance_id: uui
 def parse_instant(value: str, field: str) -> datetime:
     """RFC 3339 with an offset, or integer milliseconds since the epoch (as the series' `t`)."""
     value = value.strip()
-    if value.lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]+", value):  # ASCII digits only ("²".isdigit() is true)
         ms = int(value)
         if not 0 <= ms <= LATEST_MS:
             raise _invalid(field, "out of range")
