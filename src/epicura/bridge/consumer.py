@@ -33,7 +33,6 @@ from epicura.kit.runtime import Runtime
 log = structlog.get_logger("epicura.bridge")
 
 SUBSCRIPTION = "$share/epicura/epicura/v1/+/up/#"
-DROPPED_ERROR = "dropped_error"
 ATTEMPTS_BEFORE_SPLIT = 3
 EVENTS_TIMEOUT_S = 2.0
 
@@ -97,6 +96,9 @@ class Bridge:
         self._wake = asyncio.Event()
         self._log_gate = LogGate()
         self._events: asyncio.Task[None] | None = None
+        # This bridge's own tallies (connections, batches, acks, outcomes): /metrics has the
+        # process-wide ones; these tell one bridge of a process from another (tests, logs).
+        self.stats: Counter[str] = Counter()
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting with backoff (aiomqtt/paho never reconnect
@@ -110,6 +112,7 @@ class Bridge:
                 log.info("bridge_connected", client_id=self.options.session.client_id,
                          session_present=present)
                 self._set_connected(True)
+                self.stats["connections"] += 1
                 delay = 0.5
                 await self._consume(session)
             except MqttUnavailable as exc:
@@ -161,6 +164,7 @@ class Bridge:
             for item in received:
                 if item.qos == 1:
                     session.ack(item.mid)
+                    self.stats["acked"] += 1
         self._count(batch, outcome)
         await self._publish(outcome)
 
@@ -239,14 +243,16 @@ class Bridge:
 
     def _count(self, batch: _Batch, outcome: Outcome) -> None:
         counts: Counter[tuple[str, str]] = Counter()
-        for message in batch.messages:
-            counts[(message.kind, outcome.results.get(message.id, DROPPED_ERROR))] += 1
+        for message, result in ingest.per_message(batch.messages, outcome):
+            counts[(message.kind, result)] += 1
         reasons: Counter[str] = Counter()
         for kind, reason in batch.rejected:
             counts[(kind, "rejected")] += 1
             reasons[reason] += 1
         for (kind, result), count in counts.items():
             metrics.mqtt_messages.labels(kind, result).inc(count)
+            self.stats[result] += count
+        self.stats["batches"] += 1
         for reason, count in reasons.items():
             metrics.rejected.labels("mqtt", reason).inc(count)
         metrics.batch_size.observe(len(batch.received))
@@ -279,4 +285,4 @@ def _dropped(messages: Sequence[DeviceMessage]) -> Outcome:
     for message in messages:
         log.error("device_message_dropped_after_errors", kind=message.kind,
                   device_id=str(message.device_id), message_id=str(message.id))
-    return Outcome(results={m.id: DROPPED_ERROR for m in messages})
+    return Outcome(results={m.id: ingest.DROPPED_ERROR for m in messages})

@@ -131,10 +131,10 @@ async def post_events(
             metrics.rejected.labels("https", exc.reason).inc()
             results.append(EventResult(index=index, id=None, status="rejected", code=exc.reason))
     outcome = await _ingest(rt, session, [message for _i, message in valid])
-    for index, message in valid:
-        stored = outcome.results[message.id] == ingest.STORED
+    answers = ingest.per_message([message for _i, message in valid], outcome)
+    for (index, message), (_m, result) in zip(valid, answers, strict=True):
         results.append(EventResult(index=index, id=message.id,
-                                   status="stored" if stored else "duplicate"))
+                                   status="stored" if result == ingest.STORED else "duplicate"))
     results.sort(key=lambda result: result.index)
     return EventsAccepted(results=results)
 
@@ -155,8 +155,8 @@ async def _ingest(rt: Runtime, session: AsyncSession,
                   messages: list[DeviceMessage]) -> ingest.Outcome:
     rows = await ingest.prepare_rows(rt, messages)
     outcome = await ingest.ingest(rt, session, messages, clock.utcnow(), rows)
-    for message in messages:
-        metrics.https_messages.labels(message.kind, outcome.results[message.id]).inc()
+    for message, result in ingest.per_message(messages, outcome):
+        metrics.https_messages.labels(message.kind, result).inc()
 
     async def committed() -> None:
         ingest.observe_committed(outcome, clock.utcnow())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,8 +34,8 @@ from epicura.kit.runtime import Runtime
 
 log = structlog.get_logger("epicura.bridge.ingest")
 
-STORED, DUPLICATE, UNKNOWN_DEVICE, HANDLER_ERROR = (
-    "stored", "duplicate", "unknown_device", "handler_error")
+STORED, DUPLICATE, UNKNOWN_DEVICE, HANDLER_ERROR, DROPPED_ERROR = (
+    "stored", "duplicate", "unknown_device", "handler_error", "dropped_error")
 
 
 @dataclass
@@ -172,6 +172,19 @@ async def _run_handlers(rt: Runtime, session: AsyncSession, outcome: Outcome,
             outcome.results[message.id] = HANDLER_ERROR
             log.exception("device_message_handler_failed", kind=message.kind,
                           device_id=str(message.device_id), message_id=str(message.id))
+
+
+def per_message(messages: Sequence[DeviceMessage],
+                outcome: Outcome) -> Iterator[tuple[DeviceMessage, str]]:
+    """Each message with what became of it; a second copy of an id in the same batch is a
+    duplicate."""
+    seen: set[uuid.UUID] = set()
+    for message in messages:
+        if message.id in seen:
+            yield message, DUPLICATE
+        else:
+            seen.add(message.id)
+            yield message, outcome.results.get(message.id, DROPPED_ERROR)
 
 
 def observe_committed(outcome: Outcome, committed_at: datetime) -> None:
