@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiomqtt
 import pytest
@@ -25,7 +26,7 @@ from epicura.bridge.broker_admin import (
     role_name,
     suback_failed,
 )
-from tests.brokers import PrivateBroker
+from tests.brokers import PrivateBroker, private_broker
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +227,11 @@ def test_broker_url_parsing() -> None:
     for bad in ("http://h", "mqtt://"):
         with pytest.raises(ValueError):
             BrokerEndpoint.from_url(bad)
+
+
+async def test_a_lost_connection_fails_the_command(tmp_path: Path) -> None:
+    with private_broker(tmp_path, dynsec=True) as broker:
+        async with _admin(broker, timeout_s=1) as admin:
+            broker.stop()
+            with pytest.raises(BrokerAdminError):  # lost or timed out: a clear error, no hang
+                await admin.upsert_appliance(_device(), "secret")

@@ -110,6 +110,14 @@ def suback_failed(granted: Sequence[int | ReasonCode]) -> bool:
                for code in granted)
 
 
+def _settle(future: asyncio.Future[Any]) -> None:
+    """An answer (or failure) nobody waits for any more: retrieve it, or asyncio complains."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
+
+
 def _acl_key(rule: Mapping[str, Any]) -> tuple[str, str, bool, int]:
     return (rule["acltype"], rule["topic"], bool(rule.get("allow")), int(rule.get("priority", 0)))
 
@@ -152,9 +160,13 @@ class BrokerAdmin:
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
-        if self._client is not None:
-            await self._client.__aexit__(exc_type, exc, tb)
-        self._client = self._reader = None
+        client, self._client, self._reader = self._client, None, None
+        if client is not None:
+            try:
+                await client.__aexit__(exc_type, exc, tb)
+            except aiomqtt.MqttError:
+                # The commands were answered; a connection that ends badly changes nothing.
+                log.info("broker_admin_disconnect_failed")
 
     async def _subscribe_responses(self, client: aiomqtt.Client) -> None:
         if suback_failed(await client.subscribe(RESPONSE_TOPIC, qos=1)):
@@ -185,8 +197,10 @@ class BrokerAdmin:
                       **fields: Any) -> dict[str, Any] | None:
         """Run one command; its `data` (or `{}`), or None when it failed with a `tolerated`
         error. Any other error raises `BrokerAdminError`."""
-        if self._client is None:
+        if self._client is None or self._reader is None:
             raise RuntimeError("BrokerAdmin is used outside `async with`")
+        if self._reader.done():
+            raise BrokerAdminError(f"{name} not sent: the broker connection was lost")
         correlation = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[correlation] = future
@@ -204,6 +218,7 @@ class BrokerAdmin:
             raise BrokerAdminError(f"{name} could not be sent: {exc}") from None
         finally:
             self._waiting.pop(correlation, None)
+            _settle(future)
         error = response.get("error")
         if error is None:
             data: dict[str, Any] = response.get("data") or {}

@@ -87,7 +87,7 @@ async def remove_appliance(ctx: jobs.JobContext, payload: dict[str, Any]) -> Non
 
 async def _newest(ctx: jobs.JobContext, payload: dict[str, Any]) -> bool:
     """Whether this job is the one to act for its appliance (see the module's docstring)."""
-    device_id, mine = payload["device_id"], payload["ticket"]
+    device_id, mine = payload["device_id"], payload.get("ticket") or ""
     now = clock.utcnow()
     async with ctx.db.transaction() as session:
         ticket = jobs.Job.payload["ticket"].as_string().label("ticket")
@@ -97,10 +97,10 @@ async def _newest(ctx: jobs.JobContext, payload: dict[str, Any]) -> bool:
                 jobs.Job.payload["device_id"].as_string() == device_id,
             )
         )).all()
-        if any(row.ticket > mine for row in rows):
+        if any((row.ticket or "") > mine for row in rows):
             log.info("broker_job_superseded", device_id=device_id)
             return False
-        older = [row for row in rows if row.ticket < mine]
+        older = [row for row in rows if (row.ticket or "") < mine]
         if any(_held(row.state, row.locked_until, now) for row in older):
             raise OlderJobRunning(f"an older broker job for {device_id} is running")
         if older:
