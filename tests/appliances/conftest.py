@@ -71,7 +71,7 @@ class Factory:
         row.update(overrides)
         return row
 
-    async def import_rows(self, rows: list[dict[str, str]]) -> dict[str, Any]:
+    async def import_rows(self, rows: list[Any]) -> dict[str, Any]:
         reply = await self.svc.client.post(f"{API}/admin/appliances/import", json=rows,
                                            headers=self.admin)
         assert reply.status_code == 200, reply.text

@@ -47,7 +47,7 @@ async def test_json_import_reports_every_row(svc: Service, factory: Factory) -> 
         "not an object",
         other,                                                      # twice in one upload
     ]
-    result = await factory.import_rows(rows)  # type: ignore[list-item]
+    result = await factory.import_rows(rows)
     assert (result["created"], result["skipped"], result["invalid"]) == (1, 2, 6)
     outcome = [(r["row"], r["result"]) for r in result["rows"]]
     assert outcome == [(1, "skipped"), (2, "created"), (3, "invalid"), (4, "invalid"),
@@ -137,7 +137,8 @@ async def test_provision_then_token_then_reprovision_rotates(svc: Service,
     stale = await svc.client.get(f"{API}/device/config",
                                  headers={"Authorization": f"Bearer {old_access}"})
     assert_problem(stale, 401, "unauthorized")
-    assert (await factory.token(body["device_id"], again.json()["device_secret"])).status_code == 200
+    renewed = await factory.token(body["device_id"], again.json()["device_secret"])
+    assert renewed.status_code == 200
     # Each provisioning queued broker credentials with that provisioning's secret.
     upserts = await jobs_of(svc, UPSERT_JOB, body["device_id"])
     assert len(upserts) == 2

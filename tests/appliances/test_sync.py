@@ -421,3 +421,31 @@ async def test_production_refuses_to_sign_without_a_key(
             await sync.keystore(prod.runtime).generate(session)
         page = await synced(prod, device)
         verified(page["changes"][0], await public_keys(prod))
+
+
+async def test_a_page_costs_the_same_queries_whatever_its_size(svc: Service) -> None:
+    from sqlalchemy import event
+
+    author, _ = await user(svc, "author")
+    cook, cook_id = await user(svc, "cook")
+    ids = [await recipe(svc, author, f"Course {n}") for n in range(12)]
+    for rid in ids:
+        await favourite(svc, cook, rid)
+    _, device = await appliance(svc, cook_id)
+    await synced(svc, device, limit=1)  # the library is built and the key made: steady state
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    engine = svc.runtime.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        small = await synced(svc, device, limit=1)
+        small_cost = len(statements)
+        statements.clear()
+        large = await synced(svc, device, limit=12)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert (len(small["changes"]), len(large["changes"])) == (1, 12)
+    assert len(statements) == small_cost <= 5, statements
