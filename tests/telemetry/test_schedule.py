@@ -158,3 +158,26 @@ def test_the_telemetry_tasks_are_registered() -> None:
         "telemetry.partitions": (3600, tasks.maintain_partitions),
         "telemetry.prune": (600, tasks.prune),
     }
+
+
+async def test_a_task_cancelled_by_shutdown_is_handed_back_at_once(service: Service) -> None:
+    ctx = job_context(service.runtime)
+    registry = schedule.Registry()
+    inside = asyncio.Event()
+
+    @registry.every(60, "test.schedule.cancelled")
+    async def endless(_ctx: jobs.JobContext) -> None:
+        inside.set()
+        await asyncio.Event().wait()
+
+    with clock.frozen(T0):
+        await schedule.ensure_rows(ctx.db, registry.tasks.values())
+        running = asyncio.create_task(schedule.run_due(ctx, registry))
+        async with asyncio.timeout(10):
+            await inside.wait()
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    found = await row(ctx.db, "test.schedule.cancelled")
+    assert (found.locked_until, found.last_error) == (None, "cancelled (shutdown)")
+    assert found.next_run_at == T0 + timedelta(seconds=60)

@@ -11,6 +11,7 @@ the lease to expire and the task to run again. Tasks must therefore be idempoten
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ log = structlog.get_logger("epicura.schedule")
 Task = Callable[[JobContext], Awaitable[None]]
 DEFAULT_LEASE_S = 15 * 60
 POLL_S = 5.0
+RELEASE_ON_CANCEL_S = 2.0
 
 
 class Schedule(Base):
@@ -141,6 +143,12 @@ async def run_one(ctx: JobContext, task: Periodic, lease_until: datetime) -> Non
     error: str | None = None
     try:
         await task.fn(ctx)
+    except asyncio.CancelledError:
+        # Shutting down mid-run: hand the task back now rather than when the lease runs out.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(RELEASE_ON_CANCEL_S):
+                await _finish(ctx.db, task, lease_until, "cancelled (shutdown)")
+        raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         log.warning("scheduled_task_failed", task=task.name, error=type(exc).__name__,

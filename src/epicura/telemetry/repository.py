@@ -1,4 +1,4 @@
-"""All SQL of the telemetry queries: ownership, the latest sample, and series.
+"""All SQL of the telemetry queries: the latest sample and series.
 
 On PostgreSQL a series is one statement that returns the `metrics` object as JSON text, built
 by the database (no rows reach Python). On SQLite the rows are read with Core and shaped in
@@ -17,7 +17,6 @@ import orjson
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from epicura.appliances.models import Appliance
 from epicura.telemetry.aggregate import mean, merge
 from epicura.telemetry.models import (
     TEXT_METRICS,
@@ -47,14 +46,6 @@ class SeriesQuery:
 
 def epoch_ms(moment: datetime) -> int:
     return (moment - EPOCH) // MS
-
-
-async def appliance_owner(session: AsyncSession, appliance_id: uuid.UUID
-                          ) -> tuple[bool, uuid.UUID | None]:
-    """(exists, owner id). Stands in for the appliances service's ownership check."""
-    row = (await session.execute(
-        select(Appliance.owner_id).where(Appliance.id == appliance_id))).first()
-    return (False, None) if row is None else (True, row[0])
 
 
 async def latest(session: AsyncSession, appliance_id: uuid.UUID) -> TelemetryLatest | None:

@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from epicura.appliances import service as appliances_service
 from epicura.auth.models import ROLE_ADMIN, User
 from epicura.kit import clock
-from epicura.kit.errors import ErrorItem, NotFound, ProblemError, ValidationFailed
+from epicura.kit.errors import ErrorItem, ProblemError, ValidationFailed
 from epicura.telemetry import repository
 from epicura.telemetry.models import METRICS, TelemetryLatest
 from epicura.telemetry.repository import EPOCH, SeriesQuery, epoch_ms
@@ -36,8 +37,7 @@ DEFAULT_WINDOW = timedelta(hours=1)
 LATEST_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 
-class ApplianceNotFound(NotFound):
-    title = "No such appliance"
+ApplianceNotFound = appliances_service.ApplianceNotFound
 
 
 class NoTelemetry(ProblemError):
@@ -66,11 +66,12 @@ def _invalid(field: str, message: str, kind: str = "value_error") -> InvalidTele
 
 
 async def visible_appliance(session: AsyncSession, user: User, appliance_id: uuid.UUID) -> None:
-    """The owner or an admin may read; for anyone else the appliance does not exist (404).
-    To be switched to the appliances service's `get_owned_or_404` when it lands."""
-    exists, owner_id = await repository.appliance_owner(session, appliance_id)
-    if not exists or (owner_id != user.id and user.role != ROLE_ADMIN):
-        raise ApplianceNotFound()
+    """The owner (of a provisioned appliance) or an admin may read; for anyone else the
+    appliance does not exist (404), as everywhere in the appliances module."""
+    if user.role == ROLE_ADMIN:
+        await appliances_service.admin_get(session, appliance_id)
+    else:
+        await appliances_service.get_owned_or_404(session, user, appliance_id)
 
 
 def parse_instant(value: str, field: str) -> datetime:

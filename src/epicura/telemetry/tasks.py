@@ -16,7 +16,9 @@ class PartitionMaintenanceFailed(Exception):
     pass
 
 
-@schedule.every(ROLLUP_EVERY_S, "telemetry.rollup")
+# A short lease: should a worker die mid-run, another takes over within minutes. (Two runs
+# at once are harmless anyway: the watermark row is locked.)
+@schedule.every(ROLLUP_EVERY_S, "telemetry.rollup", lease_s=300)
 async def roll_up(ctx: JobContext) -> None:
     """1-minute and 1-hour rollups of what raw received since the last run."""
     await rollup.roll_up(ctx.db)
