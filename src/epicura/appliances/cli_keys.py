@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -25,9 +27,14 @@ T = TypeVar("T")
 def _run(work: Callable[[KeyStore, AsyncSession], Awaitable[T]]) -> T:
     async def run() -> T:
         from epicura.kit.db import Database
+        from epicura.kit.logging import configure
         from epicura.migrate import upgrade_to_head
 
         settings = Settings()
+        configure("WARNING")  # stdout is the command's output (export-public is JSON)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(sys.stderr)
         if settings.embedded:
             await upgrade_to_head(settings)
         db = Database(settings.sqlalchemy_url, pool_size=1)

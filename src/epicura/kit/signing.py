@@ -35,7 +35,7 @@ from sqlalchemy import Index, String, Text, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from epicura.kit import clock
+from epicura.kit import audit, clock
 from epicura.kit.db import Base
 from epicura.kit.errors import Conflict, NotFound, ProblemError
 from epicura.kit.security import Sealer
@@ -117,6 +117,11 @@ def verify(public_key_b64: str, data: bytes, signature_b64: str) -> bool:
     return True
 
 
+def _audit(session: AsyncSession, action: str, key_id: str) -> None:
+    audit.record(session, action, actor_type="system", target_type="signing_key",
+                 target_id=key_id)
+
+
 @dataclass(frozen=True)
 class Signer:
     key_id: str
@@ -176,6 +181,7 @@ class KeyStore:
         await session.flush()
         self._unsealed[key_id] = private
         log.info("signing_key_generated", key_id=key_id, endorsed_by=row.endorsed_by)
+        _audit(session, "signing_key.generated", key_id)
         if activate or (activate is None and current is None):
             return await self.activate(session, key_id)
         return row
@@ -195,6 +201,7 @@ class KeyStore:
             .values(status=ACTIVE, activated_at=now, retired_at=None))
         await session.refresh(row)
         log.info("signing_key_activated", key_id=key_id)
+        _audit(session, "signing_key.activated", key_id)
         return row
 
     async def retire(self, session: AsyncSession, key_id: str) -> SigningKeyRow:
@@ -205,6 +212,7 @@ class KeyStore:
             row.status, row.retired_at = RETIRED, clock.utcnow()
             await session.flush()
             log.info("signing_key_retired", key_id=key_id)
+            _audit(session, "signing_key.retired", key_id)
         return row
 
     async def _locked(self, session: AsyncSession, key_id: str) -> SigningKeyRow:
