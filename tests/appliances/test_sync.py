@@ -5,6 +5,7 @@ bytes, with the public keys of `GET /device/signing-keys`)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,9 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from epicura.appliances import library, sync
@@ -20,6 +24,7 @@ from epicura.appliances.access import issue_device_token
 from epicura.appliances.models import PROVISIONED, Appliance
 from epicura.config import Settings
 from epicura.kit import clock, jobs, signing
+from epicura.kit.pagination import InvalidCursor, encode_cursor
 from epicura.kit.schedule import Schedule
 from tests.conftest import base_settings
 from tests.recipes.test_recipe_api import make_recipe, problem_of
@@ -449,3 +454,23 @@ async def test_a_page_costs_the_same_queries_whatever_its_size(svc: Service) -> 
         event.remove(engine, "before_cursor_execute", count)
     assert (len(small["changes"]), len(large["changes"])) == (1, 12)
     assert len(statements) == small_cost <= 5, statements
+
+
+@given(st.one_of(
+    st.text(max_size=60),
+    st.dictionaries(st.sampled_from(["s", "r", "f", "x"]),
+                    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
+                              st.floats(),
+                              st.text(max_size=40), st.uuids().map(str)), max_size=4)
+    .map(encode_cursor),
+    st.integers().map(lambda n: base64.urlsafe_b64encode(
+        f'{{"s": {n}, "r": "{uuid.UUID(int=0)}"}}'.encode()).decode()),
+))
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_any_cursor_is_a_position_or_invalid_cursor(cursor: str) -> None:
+    try:
+        position = sync.decode_position(cursor)
+    except InvalidCursor:
+        return
+    assert 0 <= position.seq < 2**63
+    assert sync.decode_position(sync.encode_position(position)) == position
