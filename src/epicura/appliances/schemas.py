@@ -29,7 +29,7 @@ FIRMWARE_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}$"
 MIN_FACTORY_SECRET, MAX_FACTORY_SECRET = 16, 256
 Channel = Literal["stable", "beta", "dev"]
 
-Serial = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Serial = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=PLAIN_TEXT)]
 FactorySecret = Annotated[str, StringConstraints(min_length=MIN_FACTORY_SECRET,
                                                  max_length=MAX_FACTORY_SECRET)]
 ProfilePart = Annotated[str, StringConstraints(max_length=40, pattern=PROFILE_PART_PATTERN)]
@@ -75,8 +75,9 @@ class ImportResult(BaseModel):
 class ProvisionRequest(Strict):
     serial: Serial
     factory_secret: Annotated[str, StringConstraints(min_length=1, max_length=MAX_FACTORY_SECRET)]
-    model: Annotated[str, StringConstraints(min_length=1, max_length=40)]
-    hw_revision: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    model: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=PLAIN_TEXT)]
+    hw_revision: Annotated[str, StringConstraints(min_length=1, max_length=40,
+                                                  pattern=PLAIN_TEXT)]
     firmware_version: FirmwareVersion
 
 
