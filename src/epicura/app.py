@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from epicura import api, health, storage_router
 from epicura.appliances import library
+from epicura.appliances import service as appliances_service
 from epicura.auth import service as auth_service
 from epicura.config import Settings
 from epicura.kit import jobs, readpool, schedule, storage
@@ -28,11 +29,13 @@ log = structlog.get_logger("epicura.app")
 SHUTDOWN_TASKS_TIMEOUT_S = 5.0
 
 # Responses that carry fresh secrets are never stored for replay.
-IDEMPOTENCY_EXCLUDED = ("/api/v1/auth/", "/api/v1/device/provision", "/api/v1/device/token")
+IDEMPOTENCY_EXCLUDED = ("/api/v1/auth/", "/api/v1/device/provision", "/api/v1/device/token",
+                        "/api/v1/device/claim-codes")
 
 
 def job_context(rt: Runtime) -> jobs.JobContext:
     import epicura.auth.tasks  # noqa: F401 - registers the module's job handlers
+    from epicura.appliances import tasks as _appliance_tasks  # noqa: F401 - command expiry
     from epicura.bridge import broker_tasks as _broker_tasks  # noqa: F401 - credential jobs
     from epicura.bridge import presence as _presence  # noqa: F401 - inactivity sweep
     from epicura.bridge import publisher as _publisher  # noqa: F401 - the mqtt.publish job
@@ -51,6 +54,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade_to_head(settings)
     storage.install(rt)  # local files, or S3 when S3_BUCKET is set (+ its readiness check)
     images.install(rt)  # rt.extras["recipe_image_url"] for list summaries
+    appliances_service.install(rt)  # rt.extras["appliance_profile"] for recipe fit
     library.install(rt)  # sessions carry the runtime: recipe changes nudge appliances
     background: list[asyncio.Task[Any]] = []
     try:
