@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import select
 
 from epicura.appliances.models import Appliance, ApplianceAlert
-from epicura.bridge import metrics
 from epicura.bridge.probes import serve_probes
+from epicura.kit.metrics import registry
 from epicura.kit.runtime import Runtime
 from tests.bridge import ingest_support as s
-from tests.bridge.bridge_support import options, running_bridge
+from tests.bridge.bridge_support import running_bridge
 from tests.brokers import PrivateBroker, start_broker
 from tests.conftest import free_port
 from tests.support import Service
@@ -39,7 +39,7 @@ def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
 
 
 def counter(name: str, **labels: str) -> float:
-    value = metrics.registry.get_sample_value(name, labels)
+    value = registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
 
 

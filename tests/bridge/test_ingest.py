@@ -4,7 +4,7 @@ deduplication, unknown devices, the handler registry, live events, the inactivit
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -42,7 +42,13 @@ class Events:
     def __init__(self, rt: Runtime, *channels: str) -> None:
         self.seen: list[tuple[str, dict[str, Any]]] = []
         for channel in channels:
-            rt.bus.subscribe(channel, lambda payload, c=channel: self.seen.append((c, payload)))
+            rt.bus.subscribe(channel, self._recorder(channel))
+
+    def _recorder(self, channel: str) -> Callable[[dict[str, Any]], None]:
+        def record(payload: dict[str, Any]) -> None:
+            self.seen.append((channel, payload))
+
+        return record
 
     def of_type(self, event_type: str) -> list[tuple[str, dict[str, Any]]]:
         return [(c, p) for c, p in self.seen if p["type"] == event_type]
