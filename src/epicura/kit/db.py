@@ -81,6 +81,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             url, json_serializer=_json_dumps, json_deserializer=orjson.loads
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_async_engine(
         url,
@@ -108,6 +109,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
     dbapi_connection.create_function("word_similarity", 2, word_similarity, deterministic=True)
+    # SQLAlchemy emits BEGIN itself (below), not the sqlite3 module's implicit deferred BEGIN.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    """Take the write lock when a transaction starts. A deferred transaction that reads and then
+    writes fails at once ("database is locked", the busy timeout does not apply) when another
+    writer committed in between; an immediate one waits its turn under the busy timeout. The
+    embedded default is one process, so serialising its transactions costs little."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
