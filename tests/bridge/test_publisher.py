@@ -79,7 +79,7 @@ async def test_commands_config_and_clearing_reach_the_appliance(
         ):
             await publish_down(ctx_for(broker_rt), payload)
         cmd, config = await receive(appliance, 2)
-    assert orjson.loads(bytes(cmd.payload)) == command  # type: ignore[arg-type]
+    assert orjson.loads(bytes(cmd.payload)) == command
     expiry = getattr(cmd.properties, "MessageExpiryInterval", None)
     assert expiry is not None and 55 <= expiry <= 60
     assert str(config.topic).endswith("/down/config")
@@ -88,7 +88,7 @@ async def test_commands_config_and_clearing_reach_the_appliance(
                               protocol=aiomqtt.ProtocolVersion.V5) as late:
         await late.subscribe(down_topic(device, "config"), qos=1)
         (retained,) = await receive(late, 1)
-        assert retained.retain and orjson.loads(bytes(retained.payload))["version"] == 2  # type: ignore[arg-type]
+        assert retained.retain and orjson.loads(bytes(retained.payload))["version"] == 2
     await publish_down(ctx_for(broker_rt), {"topic": down_topic(device, "config"),
                                             "payload": None, "retain": True, "expiry_s": None})
     async with aiomqtt.Client(broker.host, broker.port,
@@ -113,7 +113,7 @@ async def test_an_expired_command_is_never_sent(broker_rt: Runtime,
                                                     "payload": body, "retain": False,
                                                     "expiry_s": 60})
         (only,) = await receive(appliance, 1)
-    assert orjson.loads(bytes(only.payload)) == fresh  # type: ignore[arg-type]
+    assert orjson.loads(bytes(only.payload)) == fresh
 
 
 async def test_without_a_broker_the_job_succeeds_without_sending(svc: Service) -> None:
