@@ -142,3 +142,34 @@ async def test_no_secret_reaches_the_logs(svc: Service, factory: Factory,
     for secret in (row["factory_secret"], provisioned["device_secret"], token["access_token"],
                    code, wrong):
         assert secret not in logs
+
+
+async def test_claim_codes_are_never_replayed(svc: Service, factory: Factory) -> None:
+    """A claim code is a secret: the Idempotency-Key store must not keep one for replay."""
+    device = await factory.device()
+    headers = {**device.headers, "Idempotency-Key": "code-1"}
+    first = await svc.client.post(f"{API}/device/claim-codes", headers=headers)
+    second = await svc.client.post(f"{API}/device/claim-codes", headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json()["code"] != second.json()["code"]
+
+
+async def test_openapi_declares_the_errors(svc: Service) -> None:
+    document = svc.app.openapi()
+    paths = document["paths"]
+
+    def codes(path: str, method: str, status: str) -> list[str]:
+        found: list[str] = paths[f"{API}{path}"][method]["responses"][status]["x-codes"]
+        return found
+
+    assert "claim_code_invalid" in codes("/appliances/claim", "post", "404")
+    assert "rate_limited" in codes("/appliances/claim", "post", "429")
+    commands = "/appliances/{appliance_id}/commands"
+    assert "appliance_offline" in codes(commands, "post", "409")
+    assert "command_not_allowed" in codes(commands, "post", "422")
+    assert "provision_refused" in codes("/device/provision", "post", "403")
+    assert "invalid_credentials" in codes("/device/token", "post", "401")
+    assert "appliance_already_paired" in codes("/device/claim-codes", "post", "409")
+    assert "forbidden" in codes("/admin/appliances/import", "post", "403")
+    body = paths[f"{API}/admin/appliances/import"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "text/csv"}
