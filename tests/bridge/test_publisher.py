@@ -116,7 +116,7 @@ async def test_an_expired_command_is_never_sent(broker_rt: Runtime,
     assert orjson.loads(bytes(only.payload)) == fresh
 
 
-async def test_without_a_broker_the_job_succeeds_without_sending(svc: Service) -> None:
+async def test_without_mqtt_configured_the_job_succeeds_without_sending(svc: Service) -> None:
     rt = svc.runtime
     assert rt.settings.mqtt_broker_url is None
     async with rt.db.transaction() as session:
@@ -128,7 +128,7 @@ async def test_without_a_broker_the_job_succeeds_without_sending(svc: Service) -
     assert list(states) == [jobs.SUCCEEDED]
 
 
-async def test_an_unreachable_broker_fails_the_job_for_a_retry(svc: Service) -> None:
+async def test_an_unreachable_mqtt_server_fails_the_job_for_a_retry(svc: Service) -> None:
     from tests.conftest import free_port
 
     settings = svc.runtime.settings.model_copy(

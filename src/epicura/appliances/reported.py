@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Uuid, any_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +43,7 @@ async def touch_seen(session: AsyncSession, seen: Collection[uuid.UUID],
     ids = sorted(seen)
     rows = (await session.execute(
         select(Appliance.id, Appliance.owner_id, Appliance.online, Appliance.last_seen_at)
-        .where(Appliance.id.in_(ids), Appliance.lifecycle == PROVISIONED)
+        .where(_id_among(session, ids), Appliance.lifecycle == PROVISIONED)
     )).all()
     stale_before = now - LAST_SEEN_RESOLUTION
     touch: list[uuid.UUID] = []
@@ -59,14 +59,22 @@ async def touch_seen(session: AsyncSession, seen: Collection[uuid.UUID],
     # Sorted ids: concurrent bridges lock the same rows in the same order (no deadlock).
     if touch:
         await session.execute(
-            update(Appliance).where(Appliance.id.in_(sorted(touch))).values(last_seen_at=now)
+            update(Appliance).where(_id_among(session, sorted(touch))).values(last_seen_at=now)
         )
     if woken:
         await session.execute(
-            update(Appliance).where(Appliance.id.in_(sorted(woken)))
+            update(Appliance).where(_id_among(session, sorted(woken)))
             .values(last_seen_at=now, online=True, presence_reason=None, updated_at=now)
         )
     return known
+
+
+def _id_among(session: AsyncSession, ids: list[uuid.UUID]) -> ColumnElement[bool]:
+    """`id = ANY($1)` on PostgreSQL: one prepared statement whatever the batch's size (an
+    `IN (…)` list is a new statement, planned again, for every length)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return Appliance.id == any_(bindparam("ids", ids, type_=postgresql.ARRAY(Uuid())))
+    return Appliance.id.in_(ids)
 
 
 async def apply_presence(session: AsyncSession, appliance_id: uuid.UUID, body: Mapping[str, Any],

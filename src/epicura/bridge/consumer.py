@@ -16,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from epicura.bridge import ingest, metrics
 from epicura.bridge.broker_admin import BrokerEndpoint
+from epicura.bridge.handlers import Event
 from epicura.bridge.ingest import Outcome
 from epicura.bridge.mqtt_session import MqttSession, MqttUnavailable, Received, SessionOptions
 from epicura.bridge.payloads import DeviceMessage, Rejected, parse, parse_topic
@@ -34,7 +37,9 @@ log = structlog.get_logger("epicura.bridge")
 
 SUBSCRIPTION = "$share/epicura/epicura/v1/+/up/#"
 ATTEMPTS_BEFORE_SPLIT = 3
+TOPIC_CACHE_SIZE = 200_000
 EVENTS_TIMEOUT_S = 2.0
+MAX_CARRIED = 10_000
 
 
 @dataclass(frozen=True)
@@ -96,9 +101,11 @@ class Bridge:
         self._wake = asyncio.Event()
         self._log_gate = LogGate()
         self._events: asyncio.Task[None] | None = None
+        self._carried: list[Event] = []
         # This bridge's own tallies (connections, batches, acks, outcomes): /metrics has the
         # process-wide ones; these tell one bridge of a process from another (tests, logs).
         self.stats: Counter[str] = Counter()
+        self._topics: dict[str, tuple[uuid.UUID, str]] = {}  # topic → (device, kind), parsed
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting with backoff (aiomqtt/paho never reconnect
@@ -128,16 +135,37 @@ class Bridge:
         metrics.mqtt_connected.set(1 if connected else 0)
 
     async def _consume(self, session: MqttSession) -> None:
+        """Two stages: intake takes and validates the next batch (CPU) while the previous one
+        is being stored (mostly waiting on PostgreSQL); batches are stored and acknowledged
+        one at a time, in the order received."""
         session.lost.add_done_callback(lambda _f: self._wake.set())
+        validated: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=1)
+        intake = asyncio.create_task(self._intake(session, validated))
+        try:
+            while session.alive:
+                getter = asyncio.ensure_future(validated.get())
+                waiters: set[asyncio.Future[Any]] = {getter, session.lost, intake}
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                await self._process(session, getter.result())
+        finally:
+            intake.cancel()
+            await asyncio.gather(intake, return_exceptions=True)
+        if not intake.cancelled() and (error := intake.exception()) is not None:
+            raise error
+        raise MqttUnavailable(f"connection lost: {session.lost.result()}")
+
+    async def _intake(self, session: MqttSession, validated: asyncio.Queue[_Batch]) -> None:
         while session.alive:
             await self._next_batch_ready(session)
             if not session.alive:
-                break
+                return
             received = session.inbox[: self.options.batch_max]
             del session.inbox[: len(received)]
             metrics.unacked.set(len(session.inbox) + len(received))
-            await self._process(session, received)
-        raise MqttUnavailable(f"connection lost: {session.lost.result()}")
+            await validated.put(self._validate(received))
 
     async def _next_batch_ready(self, session: MqttSession) -> None:
         while not session.inbox and session.alive:
@@ -155,8 +183,8 @@ class Bridge:
 
     # --- one batch ---------------------------------------------------------------------------
 
-    async def _process(self, session: MqttSession, received: list[Received]) -> None:
-        batch = self._validate(received)
+    async def _process(self, session: MqttSession, batch: _Batch) -> None:
+        received = batch.received
         outcome = await self._store_reliably(session, batch.messages, split=True)
         if outcome is None:  # the connection went first: the broker will send them again
             return
@@ -171,10 +199,16 @@ class Bridge:
     def _validate(self, received: list[Received]) -> _Batch:
         batch = _Batch(received)
         now_ms = int(time.time() * 1000)
+        topics = self._topics
         for item in received:
             kind = "unknown"
             try:
-                device_id, kind = parse_topic(item.topic)
+                route = topics.get(item.topic)
+                if route is None:
+                    if len(topics) >= TOPIC_CACHE_SIZE:
+                        topics.clear()
+                    route = topics[item.topic] = parse_topic(item.topic)
+                device_id, kind = route
                 batch.messages.append(parse(device_id, kind, item.payload, now_ms))
             except Rejected as exc:
                 batch.rejected.append((kind, exc.reason))
@@ -194,6 +228,7 @@ class Bridge:
         first (nothing acknowledged: the broker redelivers)."""
         attempt = 0
         while True:
+            started = time.perf_counter()
             try:
                 outcome = await ingest.store_batch(self.rt, messages)
             except Exception as exc:
@@ -214,6 +249,7 @@ class Bridge:
                 await asyncio.sleep(min(self.options.retry_cap_s,
                                         self.options.retry_first_s * 2 ** (attempt - 1)))
             else:
+                metrics.batch_seconds.observe(time.perf_counter() - started)
                 self.health.storing = True
                 self.health.last_error = None
                 return outcome
@@ -258,14 +294,23 @@ class Bridge:
         metrics.batch_size.observe(len(batch.received))
 
     async def _publish(self, outcome: Outcome) -> None:
-        """Live events go out in the background, one batch's at a time (a slow Redis slows
-        events down, never ingest beyond one batch)."""
-        if self._events is not None:
-            await self._events
-        if outcome.events:
-            self._events = asyncio.create_task(_publish_bounded(self.rt, outcome))
-        else:
-            self._events = None
+        """Live events go out in the background, one batch's at a time, so Redis never slows
+        ingest down. While the previous batch's are still going out (Redis slow or away), this
+        batch's telemetry events are dropped and counted (the next ones supersede them) and
+        the others are carried over to the next publish (up to a bound)."""
+        events = self._carried + outcome.events
+        self._carried = []
+        if not events:
+            return
+        if self._events is not None and not self._events.done():
+            keep = [e for e in events if e[1].get("type") != "telemetry"][-MAX_CARRIED:]
+            metrics.events_dropped.inc(len(events) - len(keep))
+            self._carried = keep
+            if self._log_gate.allows("events_dropped"):
+                log.warning("bridge_events_delayed", dropped=len(events) - len(keep),
+                            carried=len(keep))
+            return
+        self._events = asyncio.create_task(_publish_bounded(self.rt, events))
 
     async def drain(self) -> None:
         if self._events is not None:
@@ -273,12 +318,12 @@ class Bridge:
                 await self._events
 
 
-async def _publish_bounded(rt: Runtime, outcome: Outcome) -> None:
+async def _publish_bounded(rt: Runtime, events: list[Event]) -> None:
     try:
         async with asyncio.timeout(EVENTS_TIMEOUT_S):
-            await ingest.publish_events(rt, outcome)
+            await rt.bus.publish_many(events)
     except TimeoutError:
-        log.warning("bridge_events_timeout", events=len(outcome.events))
+        log.warning("bridge_events_timeout", events=len(events))
 
 
 def _dropped(messages: Sequence[DeviceMessage]) -> Outcome:

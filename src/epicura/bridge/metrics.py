@@ -58,3 +58,8 @@ presence_sweeps = Counter(
     "epicura_presence_marked_inactive_total", "Appliances marked offline after 90 s of silence",
     registry=registry,
 )
+events_dropped = Counter(
+    "epicura_bridge_events_dropped_total",
+    "Live events not published because the bus was still busy with earlier ones",
+    registry=registry,
+)
