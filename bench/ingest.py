@@ -47,13 +47,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mqtt_load import SAMPLES_PER_MESSAGE, Connection, Probe, Totals, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
-EPICURA = str(ROOT / ".venv" / "bin" / "epicura")
+# BENCH_EPICURA: another `epicura` entry point (e.g. a script that patches something first).
+EPICURA = os.environ.get("BENCH_EPICURA", str(ROOT / ".venv" / "bin" / "epicura"))
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB_NAME = f"epicura_bench_ingest_{os.getpid()}"  # two runs at once must not share one
 DB_URL = f"{PG_ADMIN.rsplit('/', 1)[0]}/{DB_NAME}"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def epicura_entry() -> list[str]:
+    return [sys.executable, EPICURA] if EPICURA.endswith(".py") else [EPICURA]
 
 
 def free_port() -> int:
@@ -76,31 +81,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def postgres_cpu_seconds() -> float:
-    """All postgres processes (the bridge's backends, WAL writer, checkpointer, autovacuum)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(entry.name))
-            except OSError:
-                continue
-    return total
-
-
 @dataclass
 class CpuMeter:
+    """CPU seconds of the bridge, Mosquitto, this process (the generator) and the PostgreSQL
+    backends serving the bench database (the machine's other databases are not counted)."""
+
     pids: dict[str, int]
+    backends: list[int] = field(default_factory=list)
     start: dict[str, float] = field(default_factory=dict)
 
     def sample(self) -> dict[str, float]:
         values = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-        values["postgres"] = postgres_cpu_seconds()
+        values["postgres"] = sum(cpu_seconds(pid) for pid in self.backends)
         values["generator"] = sum(os.times()[:2])
         return values
 
-    def begin(self) -> None:
+    async def begin(self, conn: asyncpg.Connection) -> None:
+        self.backends = [row["pid"] for row in await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            DB_NAME)]
         self.start = self.sample()
 
     def percent(self, seconds: float) -> dict[str, float]:
@@ -117,8 +116,8 @@ async def fresh_database(devices: int) -> list[str]:
         await admin.execute(f'CREATE DATABASE "{DB_NAME}"')
     finally:
         await admin.close()
-    subprocess.run([EPICURA, "db", "upgrade"], env=service_env(None), check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([*epicura_entry(), "db", "upgrade"], env=service_env(None), check=True,
+                   cwd=ROOT, stdout=subprocess.DEVNULL)
     return await add_appliances(devices)
 
 
@@ -144,12 +143,17 @@ async def add_appliances(count: int) -> list[str]:
     return [str(i) for i in ids]
 
 
-async def counts(conn: asyncpg.Connection) -> tuple[int, int, int]:
-    messages = await conn.fetchval(
+async def stored_messages(conn: asyncpg.Connection) -> int:
+    count: int = await conn.fetchval(
         "SELECT count(*) FROM device_messages WHERE kind = 'telemetry'")
+    return count
+
+
+async def counts(conn: asyncpg.Connection) -> tuple[int, int, int]:
+    """Messages stored, sample rows, distinct (message, time) rows: heavy, run between loads."""
     samples, distinct = await conn.fetchrow(
         "SELECT count(*), count(DISTINCT (message_id, t)) FROM telemetry_samples")
-    return messages, samples, distinct
+    return await stored_messages(conn), samples, distinct
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -187,9 +191,15 @@ def start_broker(folder: Path, cpu: str | None) -> tuple[subprocess.Popen[bytes]
 
 
 def start_bridge(port: int, metrics_port: int, cpu: str | None, log: Path,
-                 extra: list[str]) -> subprocess.Popen[bytes]:
-    command = [EPICURA, "bridge", "--client-id", "bench-bridge", "--metrics-host", "127.0.0.1",
+                 extra: list[str], profile: Path | None) -> subprocess.Popen[bytes]:
+    entry = epicura_entry()
+    command = [*entry, "bridge", "--client-id", "bench-bridge", "--metrics-host", "127.0.0.1",
                "--metrics-port", str(metrics_port), "--no-presence-sweep", *extra]
+    if profile is not None:  # cProfile writes its file when the bridge exits on SIGTERM
+        script = log.with_name("run_epicura.py")
+        script.write_text("from epicura.cli import main\nmain()\n")
+        command = [sys.executable, "-m", "cProfile", "-o", str(profile), str(script),
+                   *command[len(entry):]]
     with log.open("wb") as handle:
         return subprocess.Popen(pinned(command, cpu), env=service_env(port), cwd=ROOT,
                                 stdout=handle, stderr=subprocess.STDOUT)
@@ -285,7 +295,7 @@ class Round:
 async def poll_probes(conn: asyncpg.Connection, probe: Probe, lags: list[float],
                       done: asyncio.Event) -> None:
     while not (done.is_set() and not probe.published):
-        ids = list(probe.published)[:5000]
+        ids = list(probe.published)[:200]  # the oldest first: they commit first
         if ids:
             rows = await conn.fetch(
                 "SELECT id FROM device_messages WHERE id = ANY($1::uuid[])", ids)
@@ -300,29 +310,31 @@ async def measure(rate: float, args: argparse.Namespace, port: int, devices: lis
     result = Round(rate)
     metrics_before = await asyncio.to_thread(scrape, metrics_port)
     conn = await asyncpg.connect(DB_URL)
-    poller_conn = await asyncpg.connect(DB_URL)
+    # The probe lookups must stay index lookups: a fresh table's statistics say "tiny", and a
+    # sequential scan 20 times a second would load PostgreSQL more than the bridge does.
+    poller_conn = await asyncpg.connect(DB_URL, server_settings={"enable_seqscan": "off"})
     probe, totals, done = Probe(every=50), Totals(), asyncio.Event()
     poller = asyncio.create_task(poll_probes(poller_conn, probe, result.lags, done))
     try:
-        meter.begin()
+        await meter.begin(conn)
         result.took = await run_load("127.0.0.1", port, devices, rate=rate,
                                      duration_s=args.duration, connections=args.connections,
                                      window=args.window, probe=probe, totals=totals)
         result.cpu = meter.percent(result.took)
         result.load = uptime()
-        result.committed_in_window = (await counts(conn))[0] - before[0]
+        result.committed_in_window = await stored_messages(conn) - before[0]
         result.sent = totals.sent
         result.ack_ms = 1000 * totals.ack_latency_sum / max(totals.acked, 1)
         drained = time.monotonic()
         deadline = drained + max(60.0, args.duration * 3)
         while True:
-            messages, samples, distinct = await counts(conn)
-            stored = messages - before[0]
+            stored = await stored_messages(conn) - before[0]
             if stored >= result.sent or time.monotonic() > deadline:
                 break
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
         result.drained_after = time.monotonic() - drained
         result.lost = result.sent - stored
+        _, samples, distinct = await counts(conn)
         result.doubled = (samples - before[1]) - (distinct - before[2])
         done.set()
         with contextlib.suppress(TimeoutError):
@@ -430,6 +442,9 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true")
     parser.add_argument("--generator-only", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--bridge-profile", type=Path, default=None,
+                        help="run the bridge under cProfile, write its stats there and print "
+                             "the top functions (slows the bridge down)")
     parser.add_argument("--bridge-arg", action="append", default=[],
                         help="an option for `epicura bridge` (repeat), e.g. "
                              "--bridge-arg=--batch-size=2000")
@@ -452,13 +467,17 @@ def main() -> None:
         devices = asyncio.run(fresh_database(args.devices))
         metrics_port = free_port()
         bridge = start_bridge(port, metrics_port, "1" if args.pin else None,
-                              workdir / "bridge.log", args.bridge_arg)
+                              workdir / "bridge.log", args.bridge_arg, args.bridge_profile)
         rounds = asyncio.run(bench_rounds(args, port, devices, bridge, broker.pid,
                                           metrics_port))
         report(rounds, args)
     finally:
         stop(bridge)
         stop(broker)
+        if args.bridge_profile is not None and args.bridge_profile.exists():
+            import pstats
+
+            pstats.Stats(str(args.bridge_profile)).sort_stats("tottime").print_stats(25)
         if bridge is not None and (workdir / "bridge.log").stat().st_size:
             print(f"bridge log (tail):\n{(workdir / 'bridge.log').read_text()[-2000:]}")
         if not args.generator_only and not args.keep:
