@@ -93,7 +93,8 @@ def fleet_config(tmp_path: Path, broker: PrivateBroker, prefix: str,
     values: dict[str, Any] = {
         "appliances": 2, "api_url": "http://testserver", "serial_prefix": prefix,
         "mqtt_url": f"mqtt://127.0.0.1:{broker.port}", "state_file": tmp_path / "sim.json",
-        "seed": 4, "options": Options(time_scale=30, session_every_s=60, lid_alert_per_s=0),
+        "seed": 4, "options": Options(time_scale=30, session_every_s=60, lid_alert_per_s=0,
+                                      boot_sync_within_s=1),
     }
     values.update(overrides)
     return FleetConfig(**values)
@@ -160,12 +161,13 @@ async def test_two_simulated_appliances_report_to_the_service(
                                           "WHERE id = :id", id=ids[0])
         assert serial == f"{prefix}000001" and firmware == "1.4.2"
 
-        async def cooked() -> bool:
-            found = await rows(svc, "SELECT count(*) FROM device_messages WHERE kind = 'session' "
-                               "AND appliance_id = ANY(:ids)", ids=ids)
-            return bool(found[0][0] >= 3)
+        async def cooked_and_synced() -> bool:
+            found = dict(await rows(svc, "SELECT kind, count(*) FROM device_messages WHERE "
+                                    "appliance_id = ANY(:ids) GROUP BY kind", ids=ids))
+            return found.get("session", 0) >= 3 and found.get("sync", 0) >= 2
 
-        await eventually(cooked, f"session events of recipe {recipe_id}")
+        await eventually(cooked_and_synced,
+                         f"session events of recipe {recipe_id} and sync reports")
         assert (await claim_and_identify(svc, report))["status"] == "done"
     finally:
         stop.set()

@@ -47,6 +47,8 @@ class Options:
     lid_alert_per_s: float = 1 / 1800
     start_after_prepare_s: tuple[float, float] = (3.0, 10.0)
     max_pending: int = 2000
+    sync_on_boot: bool = True  # like the firmware: sync the library once connected
+    boot_sync_within_s: float = 30.0  # spread over the fleet
 
 
 class Link(Protocol):
@@ -120,6 +122,8 @@ class Device:
         link_stop = asyncio.Event()
         link_task = asyncio.create_task(link.run(link_stop))
         sender = asyncio.create_task(self.sender(link_stop))
+        if self.options.sync_on_boot:
+            self.spawn(self._boot_sync(stop))
         try:
             await self.ticker(stop)
             with contextlib.suppress(TimeoutError):
@@ -132,6 +136,13 @@ class Device:
             for task in list(self.tasks):
                 task.cancel()
             await asyncio.gather(link_task, sender, *self.tasks, return_exceptions=True)
+
+    async def _boot_sync(self, stop: asyncio.Event) -> None:
+        from epicura.simulator.commands import sync
+
+        await _wait_any(stop, seconds=self.rng.uniform(0, self.options.boot_sync_within_s))
+        if not stop.is_set():
+            await sync(self)
 
     # --- outgoing --------------------------------------------------------------------------
     def send(self, name: str, body: dict[str, Any], *, retain: bool = False) -> None:

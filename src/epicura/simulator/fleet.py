@@ -42,6 +42,7 @@ class FleetConfig:
     model: str = messages.DEFAULT_MODEL
     hw_revision: str = messages.DEFAULT_HW_REVISION
     concurrency: int = 16
+    progress_every_s: float = 60.0
 
 
 @dataclass
@@ -125,6 +126,18 @@ class Provisioner:
         device.forget_token()
 
 
+async def _report_progress(report: FleetReport, every_s: float) -> None:
+    """A log line now and then: how many are connected, what they sent."""
+    while True:
+        await asyncio.sleep(every_s)
+        totals = report.totals()
+        connected = sum(1 for d in report.devices if d.link is not None and d.link.up.is_set())
+        log.info("simulator.progress", connected=connected, appliances=len(report.devices),
+                 published=totals.published, samples=totals.samples, sessions=totals.sessions,
+                 cooking=sum(1 for d in report.devices if d.model.busy), alerts=totals.alerts,
+                 commands=totals.commands, pending=sum(len(d.pending) for d in report.devices))
+
+
 def _identity(entry: Entry, config: FleetConfig) -> Identity:
     assert entry.device_id is not None and entry.device_secret is not None
     return Identity(serial=entry.serial, device_id=entry.device_id,
@@ -186,10 +199,12 @@ async def run_fleet(config: FleetConfig, *, importer: Importer | None = None,
         timer = None
         if config.duration_s is not None:
             timer = asyncio.get_running_loop().call_later(config.duration_s, stop.set)
+        progress = asyncio.create_task(_report_progress(report, config.progress_every_s))
         try:
             await asyncio.gather(*(d.run(stop, _link(d, entries[d.identity.serial], config))
                                    for d in devices))
         finally:
+            progress.cancel()
             if timer is not None:
                 timer.cancel()
             for device in devices:
