@@ -132,13 +132,13 @@ async def publish(host: str, port: int, items: list[tuple[str, bytes]], qos: int
 
 
 async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 60,
-                     message: str = "condition") -> None:
+                     message: str = "condition", poll_s: float = 0.05) -> None:
     """Poll `condition` until true; fail after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while not await condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {message}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(poll_s)
 
 
 async def scalar(rt: Runtime, sql: str, **params: Any) -> Any:

@@ -50,6 +50,14 @@ async def at_least(rt: Runtime, count: int) -> bool:
     return await stored(rt) >= count
 
 
+async def in_transaction(rt: Runtime) -> bool:
+    """Someone else (the bridge) is inside a transaction on the test database right now."""
+    return bool(await s.scalar(rt, """
+        SELECT count(*) > 0 FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()
+          AND xact_start IS NOT NULL AND state <> 'idle'"""))
+
+
 async def ready_status(port: int) -> int:
     try:
         async with httpx2.AsyncClient(timeout=5) as client:
@@ -85,7 +93,9 @@ async def test_sigkill_mid_stream_then_restart_stores_every_message_once(
         await wait_ready(first, port)
         publishing = asyncio.create_task(s.publish(broker.host, broker.port, items))
         await s.wait_until(lambda: at_least(rt, 1000), 120, "a first part stored")
-        first.process.kill()  # SIGKILL: no DISCONNECT, batches in flight, acks unsent
+        # Kill inside a batch's transaction: received, maybe validated, not yet committed.
+        await s.wait_until(lambda: in_transaction(rt), 60, "a batch being stored", poll_s=0.002)
+        first.process.kill()  # SIGKILL: no DISCONNECT, a batch half-stored, acks unsent
         assert await first.exit_code() == -9
     killed_at = await stored(rt)
     assert killed_at < len(items), "the kill came too late to test anything"
