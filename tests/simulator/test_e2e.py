@@ -8,6 +8,7 @@ reuses them."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -186,6 +187,17 @@ async def test_two_simulated_appliances_report_to_the_service(
     again = await run_fleet(fleet_config(tmp_path, broker, prefix, duration_s=2),
                             importer=None, client=client)
     assert (again.provisioned, again.reused) == (0, 2)
+
+    # A secret the service no longer accepts (a lost rotation): that appliance provisions again.
+    state_file = tmp_path / "sim.json"
+    state = json.loads(state_file.read_text())
+    state["appliances"][1]["device_secret"] = "not-the-secret-" + "x" * 30
+    state_file.write_text(json.dumps(state))
+    healed = await run_fleet(fleet_config(tmp_path, broker, prefix, duration_s=2),
+                             importer=None, client=client)
+    assert (healed.provisioned, healed.reused) == (1, 1)
+    assert json.loads(state_file.read_text())["appliances"][1]["device_secret"] != \
+        state["appliances"][1]["device_secret"]
     await client.aclose()
 
 

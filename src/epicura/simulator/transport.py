@@ -63,8 +63,11 @@ class MqttLink:
                 await self._connected(stop)
                 backoff = 1.0
             except aiomqtt.MqttError as exc:
-                log.info("simulator.mqtt_disconnected", device_id=self.device.device_id,
-                         error=str(exc))
+                # Before the first connection this is usually the broker credentials job not
+                # having run yet: expected, and one line per appliance per retry is noise.
+                report = log.info if self.connections else log.debug
+                report("simulator.mqtt_disconnected", device_id=self.device.device_id,
+                       error=str(exc))
             if stop.is_set():
                 return
             delay = backoff * self.device.rng.uniform(0.5, 1.5)
