@@ -16,6 +16,7 @@ from epicura import api, health, storage_router
 from epicura.appliances import library
 from epicura.appliances import service as appliances_service
 from epicura.auth import service as auth_service
+from epicura.bridge import readiness as broker_readiness
 from epicura.config import Settings
 from epicura.kit import jobs, readpool, schedule, storage
 from epicura.kit.errors import PROBLEM_MEDIA_TYPE, install_handlers
@@ -52,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade_to_head(settings)
+    broker_readiness.install(rt)  # /readyz asks the MQTT broker when MQTT_BROKER_URL is set
     storage.install(rt)  # local files, or S3 when S3_BUCKET is set (+ its readiness check)
     images.install(rt)  # rt.extras["recipe_image_url"] for list summaries
     appliances_service.install(rt)  # rt.extras["appliance_profile"] for recipe fit
