@@ -17,6 +17,7 @@ from epicura.simulator.cloud import CloudError
 
 if TYPE_CHECKING:
     from epicura.simulator.device import Device
+    from epicura.simulator.program import Program
 
 log = structlog.get_logger("epicura.simulator")
 RECENT_RESULTS = 64
@@ -113,14 +114,24 @@ async def prepare(device: Device, args: dict[str, Any]) -> None:
     _accept(device, args)
     version = args.get("recipe_version")
     servings = args.get("servings")
-    program = await device.book.program(
-        recipe_id, version if isinstance(version, int) else None,
-        servings=servings if isinstance(servings, int) else None,
-        content=_library_content(device, recipe_id, version), token=None)
+    program = await _load(device, recipe_id, version, servings)
+    if program is None and await sync(device):  # a private recipe just sent to the appliance
+        program = await _load(device, recipe_id, version, servings)
     if program is None:
         raise Failed("recipe_unavailable")
     session_id = args.get("session_id")
     device.prepare(program, session_id if isinstance(session_id, str) else None)
+
+
+async def _load(device: Device, recipe_id: str, version: Any, servings: Any) -> Program | None:
+    """From the synced library, else the public recipe API."""
+    held = device.library.get(recipe_id)
+    if version is None and held is not None:
+        version = held.get("version")
+    return await device.book.program(
+        recipe_id, version if isinstance(version, int) else None,
+        servings=servings if isinstance(servings, int) else None,
+        content=_library_content(device, recipe_id, version))
 
 
 async def pause(device: Device, args: dict[str, Any]) -> None:
