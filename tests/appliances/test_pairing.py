@@ -14,7 +14,15 @@ from sqlalchemy import select, update
 from epicura.appliances.models import Appliance, ClaimCode
 from epicura.appliances.pairing import ALPHABET
 from epicura.kit import clock
-from tests.appliances.conftest import Factory, assert_problem, audit_actions, from_ip, user
+from tests.appliances.conftest import (
+    Factory,
+    assert_problem,
+    audit_actions,
+    down_messages,
+    from_ip,
+    user,
+)
+from tests.recipes.test_recipe_api import make_recipe
 from tests.support import API, Service
 
 pytestmark = pytest.mark.anyio
@@ -209,3 +217,27 @@ async def test_no_claim_by_static_identifier(svc: Service, factory: Factory) -> 
     serial_as_code = await svc.client.post(CLAIM, json={"claim_code": device.serial},
                                            headers=cook)
     assert_problem(serial_as_code, 404, "claim_code_invalid")
+
+
+async def test_claim_and_unpair_move_the_device_library_at_once(
+    svc: Service, factory: Factory
+) -> None:
+    """The appliance is nudged to sync when its owner changes, so the new owner's favourites
+    arrive (and the old owner's leave) without waiting for the appliance's next poll."""
+    cook = await user(svc, "test-pairing-library@example.com")
+    recipe_id = str((await make_recipe(svc, cook, "public", title="Risotto"))["id"])
+    favourite = await svc.client.put(f"{API}/recipes/{recipe_id}/favorite", headers=cook)
+    assert favourite.status_code == 204, favourite.text
+    device, _ = await factory.paired(cook)
+
+    assert [m["payload"] for m in await down_messages(svc, device.id, "sync")] == [
+        {"reason": "owner_changed"}]
+    first = await svc.client.get(f"{API}/device/sync", headers=device.headers)
+    assert [c["recipe_id"] for c in first.json()["changes"]] == [recipe_id]
+
+    unpaired = await svc.client.delete(f"{API}/appliances/{device.id}", headers=cook)
+    assert unpaired.status_code == 204, unpaired.text
+    assert len(await down_messages(svc, device.id, "sync")) == 2
+    after = await svc.client.get(f"{API}/device/sync", headers=device.headers,
+                                 params={"cursor": first.json()["cursor"]})
+    assert after.json()["deleted"] == [recipe_id]

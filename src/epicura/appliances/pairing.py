@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from epicura.appliances import repository
+from epicura.appliances import library, repository
 from epicura.appliances.models import Appliance, ClaimCode
 from epicura.auth.models import User
 from epicura.kit import audit, clock, metrics
@@ -116,6 +116,7 @@ async def claim(rt: Runtime, session: AsyncSession, user: User, claim_code: str,
     audit.record(session, "appliance.claim", actor_id=user.id, target_type="appliance",
                  target_id=appliance.id, ip=ip, serial=appliance.serial)
     await session.flush()
+    await library.owner_changed(session, appliance.id)  # the new owner's library, nudged now
     return appliance
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from epicura.appliances import commands, repository
+from epicura.appliances import commands, library, repository
 from epicura.appliances.models import (
     DECOMMISSIONED,
     PROVISIONED,
@@ -174,6 +174,7 @@ async def unpair(rt: Runtime, session: AsyncSession, user: User, appliance: Appl
     audit.record(session, "appliance.unpair", actor_id=user.id, target_type="appliance",
                  target_id=appliance.id, ip=ip, serial=appliance.serial)
     await session.flush()
+    await library.owner_changed(session, appliance.id)  # tombstones for the old owner's recipes
     return command
 
 
@@ -281,4 +282,6 @@ async def decommission(rt: Runtime, session: AsyncSession, admin: User, applianc
                  target_type="appliance", target_id=appliance.id, ip=ip, serial=appliance.serial,
                  owner_id=None if was_owned_by is None else str(was_owned_by))
     await session.flush()
+    if was_owned_by is not None:
+        await library.owner_changed(session, appliance.id)
     return appliance
