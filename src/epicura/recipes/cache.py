@@ -34,6 +34,7 @@ class HeadEntry:
     owner_id: uuid.UUID
     status: str
     expires_at: float
+    anonymous_body: bytes  # the reply without a favourite flag, rendered once per entry
 
 
 class HeadCache:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from epicura.kit.pagination import encode_cursor
+from epicura.kit.runtime import Runtime
 from epicura.recipes.models import Recipe
 
 ImageUrl = Callable[[uuid.UUID | None], str | None]
@@ -83,3 +86,31 @@ def summaries_body(
     for item in items:
         item["image_url"] = image_url(item.pop("cover_image_id"))
     return orjson.dumps({"items": items, "next_cursor": next_cursor}, default=str)
+
+
+def image_url_of(rt: Runtime) -> ImageUrl:
+    resolver: ImageUrl | None = rt.extras.get("recipe_image_url")
+    return resolver or (lambda _image_id: None)
+
+
+def next_cursor_of(sort: str, key: Any, last_id: Any) -> str:
+    return encode_cursor(
+        {"s": sort, "k": key.isoformat() if isinstance(key, datetime) else key, "i": str(last_id)}
+    )
+
+
+def summaries_from_json(
+    rows: Sequence[Any], limit: int, sort: str, image_url: ImageUrl
+) -> bytes:
+    """The page from rows of (item JSON built by PostgreSQL without `image_url`, cover image id,
+    sort key, id): the same document `summaries_body` writes, joined rather than re-encoded."""
+    items = []
+    for item, cover_image_id, _key, _id in rows[:limit]:
+        url = image_url(cover_image_id) if cover_image_id is not None else None
+        items.append(f'{item[:-1]},"image_url":{orjson.dumps(url).decode()}}}')
+    next_cursor = None
+    if len(rows) > limit:
+        _item, _cover, key, last_id = rows[limit - 1]
+        next_cursor = next_cursor_of(sort, key, last_id)
+    cursor_json = orjson.dumps(next_cursor).decode()
+    return f'{{"items":[{",".join(items)}],"next_cursor":{cursor_json}}}'.encode()

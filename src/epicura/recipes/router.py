@@ -25,7 +25,6 @@ from epicura.kit.errors import (
     PreconditionRequired,
     responses,
 )
-from epicura.kit.etag import not_modified
 from epicura.kit.pagination import InvalidCursor, Page
 from epicura.kit.runtime import DbSession, Runtime
 from epicura.recipes import cache, hot, render, search, service
@@ -45,9 +44,8 @@ from epicura.recipes.schemas import (
 
 router = APIRouter(tags=["recipes"], dependencies=[Depends(json_only)])
 JSON = "application/json"
-PUBLIC_CACHE = "public, max-age=60"
-PRIVATE_CACHE = "private, no-cache"
-LIST_CACHE = "public, max-age=15"
+PRIVATE_CACHE = hot.PRIVATE_CACHE
+LIST_CACHE = hot.LIST_CACHE
 
 
 async def _runtime(request: Request) -> Runtime:
@@ -68,36 +66,13 @@ def render_cache(rt: Runtime) -> render.VersionCache:
     return found
 
 
-def image_url(rt: Runtime) -> render.ImageUrl:
-    resolver: render.ImageUrl | None = rt.extras.get("recipe_image_url")
-    return resolver or (lambda _image_id: None)
-
-
 BearerToken = Annotated[str | None, Depends(bearer)]
 
 
-def _favorite_etag(etag: str, is_favorite: bool | None) -> str:
-    # The favourite flag is per caller: fold it into the tag so caches never mix callers.
-    return etag if is_favorite is None else f'{etag[:-1]}-{int(is_favorite)}"'
-
-
-def _reply(
-    request: Request,
-    head: dict[str, Any],
-    content: bytes,
-    etag: str,
-    is_favorite: bool | None,
-    public: bool,
-    status: int = 200,
-) -> Response:
-    etag = _favorite_etag(etag, is_favorite)
-    headers = {
-        "ETag": etag,
-        "Cache-Control": PUBLIC_CACHE if public and is_favorite is None else PRIVATE_CACHE,
-    }
-    if status == 200 and not_modified(request, etag):
+def _response(reply: tuple[int, dict[str, str], bytes]) -> Response:
+    status, headers, body = reply
+    if status == 304:
         return Response(status_code=304, headers=headers)
-    body = render.recipe_body(head, content, is_favorite)
     return Response(body, status_code=status, media_type=JSON, headers=headers)
 
 
@@ -118,7 +93,11 @@ async def _recipe_response(
     head = render.head_dict(recipe)
     is_favorite = await service.is_favorite(session, recipe, user)
     public = recipe.status == "published" and recipe.visibility == "public"
-    return _reply(request, head, content, hot.head_etag(head), is_favorite, public, status)
+    # A creation (201) is never answered 304.
+    if_none_match = request.headers.get("if-none-match") if status == 200 else None
+    code, headers, body = hot.recipe_reply(head, content, hot.head_etag(head), is_favorite,
+                                           public, if_none_match)
+    return _response((status if code == 200 else code, headers, body))
 
 
 @router.get(
@@ -149,15 +128,8 @@ async def list_recipes(
     """Published public recipes, plus the caller's own; full-text, typo-tolerant search with `q`.
     Anonymous pages are cached briefly and dropped on any recipe change."""
     language = _language(request)
-    pages = cache.caches(rt).pages
-    page_key = f"{language}?{request.url.query}"
-    if token is None:
-        if mine or favorites or appliance_id:
-            raise NotAuthenticated()
-        cached = pages.get(page_key)
-        if cached is not None:
-            return Response(cached, media_type=JSON, headers={"Cache-Control": LIST_CACHE})
-    generation = pages.generation
+    if token is None and (mine or favorites or appliance_id):
+        raise NotAuthenticated()
     filters = search.Filters(
         q=q,
         tags=tuple(t.strip().lower() for t in (tags or "").split(",") if t.strip()),
@@ -173,24 +145,19 @@ async def list_recipes(
         limit=limit,
         cursor=cursor,
     )
+    if token is None:
+        body = await hot.anonymous_page(rt, hot.page_key(language, request.url.query), filters)
+        return Response(body, media_type=JSON, headers={"Cache-Control": LIST_CACHE})
     async with rt.db.sessions() as session:
-        user = None
-        if token is not None:
-            user = await current_user(await current_principal(request, rt, token), session)
+        user = await current_user(await current_principal(request, rt, token), session)
         profile, firmware = await _appliance_fit(rt, session, user, appliance_id)
-        filters = dataclasses.replace(filters, profile=profile, firmware=firmware)
-        items, next_cursor = await search.page(session, filters, user.id if user else None)
-    body = render.summaries_body(items, next_cursor, image_url(rt))
-    if user is None:
-        pages.store(page_key, generation, body)
-    return Response(
-        body, media_type=JSON, headers={"Cache-Control": PRIVATE_CACHE if user else LIST_CACHE}
-    )
+    filters = dataclasses.replace(filters, profile=profile, firmware=firmware)
+    body = await hot.page_body(rt, filters, user.id)
+    return Response(body, media_type=JSON, headers={"Cache-Control": PRIVATE_CACHE})
 
 
 def _language(request: Request) -> str:
-    accept = request.headers.get("accept-language", "en")
-    return accept.split(",")[0].split(";")[0].strip()[:8] or "en"
+    return hot.language_of(request.headers.get("accept-language"))
 
 
 async def _appliance_fit(
@@ -250,17 +217,17 @@ async def get_recipe(
     recipe_id: uuid.UUID, rt: Rt, token: BearerToken, request: Request
 ) -> Response:
     """The recipe with its current version's content; `ETag` (and 304 on `If-None-Match`)."""
-    entry = await hot.recipe_entry(rt, recipe_id)
     if token is None:
-        if entry is None or not entry.public:
-            raise NotFound("No such recipe")
-        return _reply(request, entry.head, entry.content, entry.etag, None, True)
+        if_none_match = request.headers.get("if-none-match")
+        return _response(await hot.anonymous_read(rt, recipe_id, if_none_match))
+    entry = await hot.recipe_entry(rt, recipe_id)
     async with rt.db.sessions() as session:
         user = await current_user(await current_principal(request, rt, token), session)
         if entry is None or not _visible(entry, user):
             raise NotFound("No such recipe")
         is_favorite = await service.is_favorite_id(session, recipe_id, user)
-    return _reply(request, entry.head, entry.content, entry.etag, is_favorite, entry.public)
+    return _response(hot.recipe_reply(entry.head, entry.content, entry.etag, is_favorite,
+                                      entry.public, request.headers.get("if-none-match")))
 
 
 def _visible(entry: HeadEntry, user: Any) -> bool:
@@ -305,7 +272,7 @@ def _check_if_match(request: Request, recipe: Recipe) -> None:
     header = request.headers.get("if-match")
     if header is None:
         raise PreconditionRequired()
-    accepted = {etag, _favorite_etag(etag, True), _favorite_etag(etag, False)}
+    accepted = {etag, hot.favorite_etag(etag, True), hot.favorite_etag(etag, False)}
     if header.strip() != "*" and not accepted & {t.strip() for t in header.split(",")}:
         raise PreconditionFailed()
 

@@ -192,7 +192,7 @@ def _after(keys: list[Any], descending: list[bool], values: list[Any]) -> Column
     return or_(beyond(k1, v1), and_(k1 == v1, beyond(k2, v2)))
 
 
-def _cursor_values(sort: Sort, raw: str | None) -> list[Any] | None:
+def cursor_values(sort: Sort, raw: str | None) -> list[Any] | None:
     position = decode_cursor(raw)
     if position is None:
         return None
@@ -226,7 +226,7 @@ def build_query(f: Filters, viewer: uuid.UUID | None, dialect: str) -> tuple[Sel
         matches, rank = _relevance(f, dialect)
         where.append(matches)
     keys, descending = _order(sort, rank)
-    values = _cursor_values(sort, f.cursor)
+    values = cursor_values(sort, f.cursor)
     if values is not None:
         where.append(_after(keys, descending, values))
     order_by = [
