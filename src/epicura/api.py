@@ -9,6 +9,7 @@ does not cover (nested routers, its own lifespan, other route types) is still in
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute, APIWebSocketRoute
@@ -21,6 +22,7 @@ from epicura.appliances.router import router as appliances_router
 from epicura.appliances.sync_router import router as device_sync_router
 from epicura.auth.router import auth_router, oauth_router, users_router
 from epicura.bridge.device_ingest_router import router as device_ingest_router
+from epicura.recipes.hot_routes import hot_routes as recipe_hot_routes
 from epicura.recipes.images_router import router as images_router
 from epicura.recipes.router import router as recipes_router
 from epicura.recipes.scaling_router import router as scaling_router
@@ -45,9 +47,16 @@ MODULE_ROUTERS = (
     appliances_admin_router,
 )
 
+# Routes consulted before all others. Each one only claims requests it can answer from memory
+# (see recipes/hot_routes.py) and declines everything else, so its place changes no other route.
+HotRoutes = Callable[[str], Sequence[BaseRoute]]
+HOT_ROUTES: tuple[HotRoutes, ...] = (recipe_hot_routes,)
+
 
 def v1_router() -> APIRouter:
     router = APIRouter()
+    for hot in HOT_ROUTES:
+        router.routes.extend(hot(API_PREFIX))
     for module_router in MODULE_ROUTERS:
         if _flattenable(module_router):
             for route in module_router.routes:
