@@ -145,9 +145,12 @@ class Bridge:
             while session.alive:
                 getter = asyncio.ensure_future(validated.get())
                 waiters: set[asyncio.Future[Any]] = {getter, session.lost, intake}
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not getter.done():
+                        getter.cancel()
+                if getter.cancelled():
                     break
                 await self._process(session, getter.result())
         finally:
