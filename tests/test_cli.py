@@ -349,13 +349,17 @@ async def test_admin_create_refuses_bad_input(cwd: Path, tmp_path: Path, email: 
         assert await _user_row(url, address.lower()) is None
 
 
-# --- commands that are not (yet) available -------------------------------------------------
+# --- commands that refuse the embedded default ----------------------------------------------
 
 
-async def test_bridge_says_not_yet(cwd: Path) -> None:
+async def test_bridge_needs_a_broker_and_a_database(cwd: Path) -> None:
     result = await run_cli("bridge", cwd=cwd, env=process_env())
     assert result.returncode != 0
-    assert "not yet" in result.output
+    assert "MQTT_BROKER_URL is not set" in result.output
+    no_db = await run_cli("bridge", cwd=cwd,
+                          env=process_env(MQTT_BROKER_URL="mqtt://127.0.0.1:1"))
+    assert no_db.returncode != 0 and "DATABASE_URL" in no_db.output
+    assert is_empty(cwd)
 
 
 async def test_worker_refuses_on_the_embedded_default(cwd: Path) -> None:
