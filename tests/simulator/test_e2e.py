@@ -206,3 +206,38 @@ async def _ready(ready: list[FleetReport], fleet: asyncio.Task[FleetReport]) -> 
         fleet.result()  # raises what stopped it
         raise AssertionError("the fleet stopped before it was ready")
     return bool(ready)
+
+
+async def test_the_https_fallback_carries_everything(svc: Service, tmp_path: Path) -> None:
+    """`--transport https`: no broker at all; telemetry, state and presence arrive through
+    `POST /device/telemetry` and `POST /device/events`."""
+    async with svc.runtime.db.transaction() as session:
+        await auth_service.create_admin(svc.runtime, session, ADMIN, STRONG_PASSWORD, "Admin")
+    client = api_client(svc)
+    stop = asyncio.Event()
+    ready: list[FleetReport] = []
+    config = FleetConfig(appliances=1, api_url="http://testserver", transport="https",
+                         serial_prefix=f"SIMH{RUN_ID[:6].upper()}-",
+                         state_file=tmp_path / "https.json",
+                         options=Options(session_every_s=1e9, batch_s=(1.0, 1.5)))
+    fleet = asyncio.create_task(run_fleet(config, importer=api_importer(ADMIN, STRONG_PASSWORD),
+                                          client=client, stop=stop, on_ready=ready.append))
+    try:
+        await eventually(lambda: _ready(ready, fleet), "the fleet to provision")
+        device_id = uuid.UUID(ready[0].devices[0].device_id)
+
+        async def reported() -> bool:
+            found = await rows(svc, "SELECT a.online, a.state IS NOT NULL, (SELECT count(*) "
+                               "FROM telemetry_samples t WHERE t.appliance_id = a.id) FROM "
+                               "appliances a WHERE a.id = :id", id=device_id)
+            online, has_state, samples = found[0]
+            return bool(online and has_state and samples >= 3)
+
+        await eventually(reported, "state and telemetry over HTTPS")
+    finally:
+        stop.set()
+        await asyncio.wait_for(fleet, timeout=30)
+        await client.aclose()
+    [(online, reason)] = await rows(svc, "SELECT online, presence_reason FROM appliances "
+                                    "WHERE id = :id", id=device_id)
+    assert (online, reason) == (False, "shutdown")
