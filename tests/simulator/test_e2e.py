@@ -163,8 +163,9 @@ async def test_two_simulated_appliances_report_to_the_service(
         assert serial == f"{prefix}000001" and firmware == "1.4.2"
 
         async def cooked_and_synced() -> bool:
-            found = dict(await rows(svc, "SELECT kind, count(*) FROM device_messages WHERE "
-                                    "appliance_id = ANY(:ids) GROUP BY kind", ids=ids))
+            found: dict[str, int] = dict(await rows(
+                svc, "SELECT kind, count(*) FROM device_messages WHERE appliance_id = ANY(:ids) "
+                "GROUP BY kind", ids=ids))
             return found.get("session", 0) >= 3 and found.get("sync", 0) >= 2
 
         await eventually(cooked_and_synced,
