@@ -102,6 +102,7 @@ class Bridge:
         self._log_gate = LogGate()
         self._events: asyncio.Task[None] | None = None
         self._carried: list[Event] = []
+        self._storing = False  # the store stage is busy with a batch
         # This bridge's own tallies (connections, batches, acks, outcomes): /metrics has the
         # process-wide ones; these tell one bridge of a process from another (tests, logs).
         self.stats: Counter[str] = Counter()
@@ -152,7 +153,12 @@ class Bridge:
                         getter.cancel()
                 if getter.cancelled():
                     break
-                await self._process(session, getter.result())
+                self._storing = True
+                try:
+                    await self._process(session, getter.result())
+                finally:
+                    self._storing = False
+                    self._wake.set()  # intake may hand over what it gathered meanwhile
         finally:
             intake.cancel()
             await asyncio.gather(intake, return_exceptions=True)
@@ -162,7 +168,7 @@ class Bridge:
 
     async def _intake(self, session: MqttSession, validated: asyncio.Queue[_Batch]) -> None:
         while session.alive:
-            await self._next_batch_ready(session)
+            await self._next_batch_ready(session, validated)
             if not session.alive:
                 return
             received = session.inbox[: self.options.batch_max]
@@ -170,12 +176,17 @@ class Bridge:
             metrics.unacked.set(len(session.inbox) + len(received))
             await validated.put(self._validate(received))
 
-    async def _next_batch_ready(self, session: MqttSession) -> None:
+    async def _next_batch_ready(self, session: MqttSession,
+                                validated: asyncio.Queue[_Batch]) -> None:
+        """A batch is ready when it is full, when `batch_wait_s` has passed since its first
+        message, or as soon as the store stage is idle: batches grow only while the database
+        is busy (low latency when quiet, large batches under load)."""
         while not session.inbox and session.alive:
             self._wake.clear()
             await self._wake.wait()
         deadline = asyncio.get_running_loop().time() + self.options.batch_wait_s
-        while len(session.inbox) < self.options.batch_max and session.alive:
+        while (len(session.inbox) < self.options.batch_max and session.alive
+               and (self._storing or not validated.empty())):
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 break
