@@ -26,8 +26,8 @@ import structlog
 
 from epicura.bridge import ingest, metrics
 from epicura.bridge.broker_admin import BrokerEndpoint
-from epicura.bridge.handlers import Event
 from epicura.bridge.ingest import Outcome
+from epicura.bridge.live_events import LiveEvents
 from epicura.bridge.mqtt_session import MqttSession, MqttUnavailable, Received, SessionOptions
 from epicura.bridge.payloads import DeviceMessage, Rejected, parse, parse_topic
 from epicura.kit.errors import is_dependency_down
@@ -38,8 +38,6 @@ log = structlog.get_logger("epicura.bridge")
 SUBSCRIPTION = "$share/epicura/epicura/v1/+/up/#"
 ATTEMPTS_BEFORE_SPLIT = 3
 TOPIC_CACHE_SIZE = 200_000
-EVENTS_TIMEOUT_S = 2.0
-MAX_CARRIED = 10_000
 
 
 @dataclass(frozen=True)
@@ -100,8 +98,7 @@ class Bridge:
         self.health = Health()
         self._wake = asyncio.Event()
         self._log_gate = LogGate()
-        self._events: asyncio.Task[None] | None = None
-        self._carried: list[Event] = []
+        self.live = LiveEvents(rt)
         self._storing = False  # the store stage is busy with a batch
         # This bridge's own tallies (connections, batches, acks, outcomes): /metrics has the
         # process-wide ones; these tell one bridge of a process from another (tests, logs).
@@ -111,6 +108,14 @@ class Bridge:
     async def run(self) -> None:
         """Consume until cancelled, reconnecting with backoff (aiomqtt/paho never reconnect
         by themselves here)."""
+        flusher = asyncio.create_task(self.live.run_flusher())
+        try:
+            await self._connect_and_consume()
+        finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+
+    async def _connect_and_consume(self) -> None:
         delay = 0.5
         while True:
             session = MqttSession(self.endpoint, self.options.session, self._wake.set)
@@ -208,7 +213,7 @@ class Bridge:
                     session.ack(item.mid)
                     self.stats["acked"] += 1
         self._count(batch, outcome)
-        await self._publish(outcome)
+        self.live.offer(outcome.events)
 
     def _validate(self, received: list[Received]) -> _Batch:
         batch = _Batch(received)
@@ -307,37 +312,8 @@ class Bridge:
             metrics.rejected.labels("mqtt", reason).inc(count)
         metrics.batch_size.observe(len(batch.received))
 
-    async def _publish(self, outcome: Outcome) -> None:
-        """Live events go out in the background, one batch's at a time, so Redis never slows
-        ingest down. While the previous batch's are still going out (Redis slow or away), this
-        batch's telemetry events are dropped and counted (the next ones supersede them) and
-        the others are carried over to the next publish (up to a bound)."""
-        events = self._carried + outcome.events
-        self._carried = []
-        if not events:
-            return
-        if self._events is not None and not self._events.done():
-            keep = [e for e in events if e[1].get("type") != "telemetry"][-MAX_CARRIED:]
-            metrics.events_dropped.inc(len(events) - len(keep))
-            self._carried = keep
-            if self._log_gate.allows("events_dropped"):
-                log.warning("bridge_events_delayed", dropped=len(events) - len(keep),
-                            carried=len(keep))
-            return
-        self._events = asyncio.create_task(_publish_bounded(self.rt, events))
-
     async def drain(self) -> None:
-        if self._events is not None:
-            with contextlib.suppress(Exception):
-                await self._events
-
-
-async def _publish_bounded(rt: Runtime, events: list[Event]) -> None:
-    try:
-        async with asyncio.timeout(EVENTS_TIMEOUT_S):
-            await rt.bus.publish_many(events)
-    except TimeoutError:
-        log.warning("bridge_events_timeout", events=len(events))
+        await self.live.drain()
 
 
 def _dropped(messages: Sequence[DeviceMessage]) -> Outcome:
