@@ -156,8 +156,9 @@ async def test_t05_refresh_rotates_and_stores_only_a_hash(
     for table in (row["tablename"] for row in tables):
         for raw in (r1, r2):
             hits = await sql.fetchval(
-                f'SELECT count(*) FROM "{table}" t '  # noqa: S608 - names from pg_tables
-                "WHERE strpos(row_to_json(t)::text, $1) > 0", raw,
+                # The alias must not be a column name (telemetry has a column `t`).
+                f'SELECT count(*) FROM "{table}" AS whole_row '  # noqa: S608 - from pg_tables
+                "WHERE strpos(row_to_json(whole_row)::text, $1) > 0", raw,
             )
             assert hits == 0, f"{table} holds a refresh token in clear"
 
