@@ -17,6 +17,7 @@ from epicura.appliances import library
 from epicura.appliances import service as appliances_service
 from epicura.auth import service as auth_service
 from epicura.bridge import readiness as broker_readiness
+from epicura.bridge.publisher import close_publisher
 from epicura.config import Settings
 from epicura.kit import jobs, readpool, schedule, storage
 from epicura.kit.errors import PROBLEM_MEDIA_TYPE, install_handlers
@@ -84,6 +85,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         if "read_pool" in rt.extras:
             await rt.extras.pop("read_pool").close()
+        await close_publisher(rt)
         await rt.close()
 
 

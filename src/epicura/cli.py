@@ -63,6 +63,7 @@ def serve(host: str, port: int | None, workers: int) -> None:
 def worker() -> None:
     """Run background jobs (e-mails, pushes, rollups, retention)."""
     from epicura.app import job_context
+    from epicura.bridge.publisher import close_publisher
     from epicura.kit import jobs, schedule
     from epicura.kit.logging import configure
     from epicura.kit.runtime import Runtime
@@ -82,6 +83,7 @@ def worker() -> None:
             await asyncio.gather(jobs.run_forever(context, runtime.jobs.wakeup),
                                  schedule.run_forever(context))
         finally:
+            await close_publisher(runtime)  # the down/ messages' broker connection
             await runtime.close()
 
     asyncio.run(run())
