@@ -41,8 +41,8 @@ def test_flat_routes_equal_included_routers() -> None:
     nested, flat = _app(reference), _app(api.v1_router())
 
     assert _routes(flat) == _routes(nested)
-    schema = {"title": "t", "version": "1"}
-    assert get_openapi(routes=flat.routes, **schema) == get_openapi(routes=nested.routes, **schema)
+    assert (get_openapi(title="t", version="1", routes=flat.routes)
+            == get_openapi(title="t", version="1", routes=nested.routes))
     # Flat indeed: every module route is a route of the one router, none an included router.
     assert all(isinstance(route, (APIRoute, APIWebSocketRoute, Mount))
                for route in api.v1_router().routes)

@@ -45,6 +45,7 @@ def head_etag(head: dict[str, Any]) -> str:
     )
 
 
+Reply = tuple[int, dict[str, str], bytes]  # status, headers, body
 PUBLIC_CACHE = "public, max-age=60"
 PRIVATE_CACHE = "private, no-cache"
 LIST_CACHE = "public, max-age=15"
@@ -76,7 +77,7 @@ def recipe_reply(
     public: bool,
     if_none_match: str | None,
     anonymous_body: bytes | None = None,
-) -> tuple[int, dict[str, str], bytes]:
+) -> Reply:
     """(status, headers, body) of a recipe read: 304 when `If-None-Match` names the tag."""
     etag = favorite_etag(etag, is_favorite)
     headers = {
@@ -98,9 +99,6 @@ def not_modified(if_none_match: str | None, etag: str) -> bool:
     return if_none_match.strip() == "*" or etag in listed
 
 
-Reply = tuple[int, dict[str, str], bytes]
-
-
 def anonymous_reply(entry: HeadEntry, if_none_match: str | None) -> Reply:
     return recipe_reply(entry.head, entry.content, entry.etag, None, True, if_none_match,
                         entry.anonymous_body)
@@ -108,7 +106,7 @@ def anonymous_reply(entry: HeadEntry, if_none_match: str | None) -> Reply:
 
 async def anonymous_read(
     rt: Runtime, recipe_id: uuid.UUID, if_none_match: str | None
-) -> tuple[int, dict[str, str], bytes]:
+) -> Reply:
     """A recipe as an anonymous caller sees it: published and public, or 404."""
     entry = await recipe_entry(rt, recipe_id)
     if entry is None or not entry.public:

@@ -69,7 +69,7 @@ def render_cache(rt: Runtime) -> render.VersionCache:
 BearerToken = Annotated[str | None, Depends(bearer)]
 
 
-def _response(reply: tuple[int, dict[str, str], bytes]) -> Response:
+def _response(reply: hot.Reply) -> Response:
     status, headers, body = reply
     if status == 304:
         return Response(status_code=304, headers=headers)
