@@ -107,14 +107,13 @@ def api_client(svc: Service) -> httpx2.AsyncClient:
 
 
 async def claim_and_identify(svc: Service, report: FleetReport) -> dict[str, Any]:
-    """A cook pairs the first appliance and asks it to identify itself; returns the command."""
+    """A cook pairs the appliance the simulator printed a claim code for (the first one, nobody
+    owns it yet) and asks it to identify itself; returns the command."""
     device = report.devices[0]
-    device_headers = bearer(await device.access_token())
-    code = await svc.client.post(f"{API}/device/claim-codes", headers=device_headers)
-    assert code.status_code == 201, code.text
+    assert report.claim is not None and report.claim[0] == device.identity.serial
     cook = bearer(await svc.signed_up(COOK))
     claimed = await svc.client.post(f"{API}/appliances/claim", headers=cook,
-                                    json={"claim_code": code.json()["code"]})
+                                    json={"claim_code": report.claim[1]})
     assert claimed.status_code == 201, claimed.text
     sent = await svc.client.post(f"{API}/appliances/{device.device_id}/commands",
                                  headers=cook, json={"name": "identify"})

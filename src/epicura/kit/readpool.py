@@ -30,5 +30,7 @@ async def create(sqlalchemy_url: str, size: int) -> asyncpg.Pool[Any]:
         timeout=5,
         command_timeout=10,
         max_inactive_connection_lifetime=60,
+        # As the engine's connections (kit/db.py): typo-tolerant search matches from 0.5 on.
+        server_settings={"pg_trgm.word_similarity_threshold": "0.5"},
     )
     return pool

@@ -28,7 +28,7 @@ import asyncpg
 import orjson
 
 from epicura.kit.textsearch import query_words, ts_config
-from epicura.recipes.search import TRIGRAM_THRESHOLD_PG, Filters, Sort, cursor_values
+from epicura.recipes.search import Filters, Sort, cursor_values
 
 PUBLIC = "r.status = 'published' AND r.visibility = 'public'"
 # The caller's recipes that the public branch does not hold (drafts, private ones).
@@ -159,15 +159,7 @@ def listing_sql(f: Filters, viewer: uuid.UUID | None) -> tuple[str, list[Any], S
 async def fetch_page(
     pool: asyncpg.Pool[Any], f: Filters, viewer: uuid.UUID | None
 ) -> tuple[Sequence[Any], Sort]:
-    """The rows of one page. A search sets the word-similarity threshold `<%` uses for this
-    transaction only (the read pool's sessions keep PostgreSQL's default, 0.6; the app's engine
-    sets 0.5 for every session), so typo tolerance is the same on both paths."""
+    """The rows of one page. The read pool's sessions carry the same word-similarity threshold
+    for `<%` as the app's engine (kit/readpool.py), so typo tolerance is the same on both paths."""
     sql, args, sort = listing_sql(f, viewer)
-    if not f.has_query:
-        return await pool.fetch(sql, *args), sort
-    async with pool.acquire() as connection, connection.transaction(readonly=True):
-        await connection.execute(
-            "SELECT set_config('pg_trgm.word_similarity_threshold', $1, true)",
-            str(TRIGRAM_THRESHOLD_PG),
-        )
-        return await connection.fetch(sql, *args), sort
+    return await pool.fetch(sql, *args), sort

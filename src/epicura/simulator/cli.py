@@ -104,6 +104,10 @@ async def _run(config: FleetConfig, settings: Any, admin_email: str | None,
 def _print_ready(report: FleetReport) -> None:
     click.echo(f"{len(report.devices)} appliances ready ({report.provisioned} provisioned, "
                f"{report.reused} reused); Ctrl-C stops them", err=True)
+    if report.claim is not None:
+        serial, code = report.claim
+        click.echo(f"claim code for {serial} (valid 10 minutes): {code}  "
+                   f"-> POST /api/v1/appliances/claim", err=True)
 
 
 def _print_totals(report: FleetReport) -> None:

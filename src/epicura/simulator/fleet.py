@@ -50,6 +50,7 @@ class FleetReport:
     devices: list[Device]
     provisioned: int = 0
     reused: int = 0
+    claim: tuple[str, str] | None = None  # (serial, claim code) of an appliance nobody owns
 
     def totals(self) -> Counters:
         total = Counters()
@@ -182,6 +183,20 @@ async def prepare_fleet(config: FleetConfig, cloud: Cloud,
     return state, devices, provisioner
 
 
+async def claim_code_for_first_unpaired(devices: list[Device]) -> tuple[str, str] | None:
+    """A claim code an operator can redeem (in /docs or the app) to own one simulated
+    appliance, as its screen would show it. The first appliance without an owner gets one."""
+    for device in devices:
+        token = await device.access_token()
+        config = await device.cloud.device_get(token, "/device/config")
+        if config.status_code == 200 and not config.json().get("paired", False):
+            reply = await device.cloud.device_post(token, "/device/claim-codes", {})
+            if reply.status_code == 201:
+                return device.identity.serial, str(reply.json()["code"])
+            return None
+    return None
+
+
 async def run_fleet(config: FleetConfig, *, importer: Importer | None = None,
                     client: httpx2.AsyncClient | None = None,
                     stop: asyncio.Event | None = None,
@@ -193,6 +208,7 @@ async def run_fleet(config: FleetConfig, *, importer: Importer | None = None,
         state, devices, provisioner = await prepare_fleet(config, cloud, importer)
         report = FleetReport(devices, provisioned=provisioner.provisioned,
                              reused=len(devices) - provisioner.provisioned)
+        report.claim = await claim_code_for_first_unpaired(devices)
         if on_ready is not None:
             on_ready(report)
         entries = {entry.serial: entry for entry in state.entries.values()}
