@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from epicura.config import Settings
 from epicura.kit.logging import configure
 from epicura.migrate import run as run_migrations
-from tests.support import Mailbox, Service, running, start_smtp
+from tests.support import Mailbox, Service, running, start_smtp, startup_tasks_done
 
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -143,4 +143,5 @@ async def embedded(tmp_path: Path, smtp: tuple[int, Mailbox]) -> AsyncIterator[S
     settings = base_settings(tmp_path, smtp[0])
     assert settings.embedded
     async with running(settings, smtp[1]) as service:
+        await startup_tasks_done(service)
         yield service

@@ -16,11 +16,13 @@ import httpx2
 from aiosmtpd.controller import Controller
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
 from epicura.app import create_app, job_context
 from epicura.config import Settings
 from epicura.kit import jobs
 from epicura.kit.runtime import Runtime
+from epicura.kit.schedule import Schedule
 
 API = "/api/v1"
 STRONG_PASSWORD = "correct horse battery staple"
@@ -147,3 +149,18 @@ async def running(
         transport = httpx2.ASGITransport(app=manager.app, client=(client_ip, 40000))
         async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Service(app=app, client=client, runtime=app.state.runtime, mailbox=mailbox)
+
+
+async def startup_tasks_done(service: Service) -> None:
+    """The embedded runner starts its periodic tasks (rollups, pruning, sweeps) at once: wait
+    until each has finished its first run, so a test's own writes and frozen clock do not race
+    them."""
+    async with asyncio.timeout(30):
+        while True:
+            async with service.runtime.db.sessions() as session:
+                pending = await session.scalar(select(func.count()).select_from(Schedule)
+                                               .where(Schedule.last_finished_at.is_(None)))
+                total = await session.scalar(select(func.count()).select_from(Schedule))
+            if total and not pending:
+                return
+            await asyncio.sleep(0.05)  # polling a condition, with the deadline above

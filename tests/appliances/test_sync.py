@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from epicura.appliances import library, sync
 from epicura.appliances.access import issue_device_token
@@ -25,10 +25,9 @@ from epicura.appliances.models import PROVISIONED, Appliance
 from epicura.config import Settings
 from epicura.kit import clock, jobs, signing
 from epicura.kit.pagination import InvalidCursor, encode_cursor
-from epicura.kit.schedule import Schedule
 from tests.conftest import base_settings
 from tests.recipes.test_recipe_api import make_recipe, problem_of
-from tests.support import API, Mailbox, Service, bearer, running
+from tests.support import API, Mailbox, Service, bearer, running, startup_tasks_done
 
 pytestmark = pytest.mark.anyio
 Headers = dict[str, str]
@@ -44,22 +43,8 @@ def pg_settings(pg_settings: Settings) -> Settings:
 async def embedded_unlimited(tmp_path: Path, smtp: tuple[int, Mailbox]) -> AsyncIterator[Service]:
     settings = base_settings(tmp_path, smtp[0], rate_limit_enabled=False)
     async with running(settings, smtp[1]) as service:
-        await _startup_tasks_done(service)
+        await startup_tasks_done(service)
         yield service
-
-
-async def _startup_tasks_done(service: Service) -> None:
-    """The embedded runner starts its periodic tasks at once; let their first runs finish
-    (SQLite refuses a write whose read snapshot another writer overtook)."""
-    async with asyncio.timeout(30):
-        while True:
-            async with service.runtime.db.sessions() as session:
-                pending = await session.scalar(select(func.count()).select_from(Schedule)
-                                               .where(Schedule.last_finished_at.is_(None)))
-                total = await session.scalar(select(func.count()).select_from(Schedule))
-            if total and not pending:
-                return
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture(params=["postgres", "embedded"])
