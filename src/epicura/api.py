@@ -12,8 +12,9 @@ import copy
 from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter
-from fastapi.routing import APIRoute, APIWebSocketRoute
-from starlette.routing import BaseRoute, Mount, compile_path
+from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
+from starlette.routing import BaseRoute, Match, Mount, compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from epicura.admin.router import router as admin_router
 from epicura.appliances.admin_router import router as appliances_admin_router
@@ -22,6 +23,7 @@ from epicura.appliances.router import router as appliances_router
 from epicura.appliances.sync_router import router as device_sync_router
 from epicura.auth.router import auth_router, oauth_router, users_router
 from epicura.bridge.device_ingest_router import router as device_ingest_router
+from epicura.kit.errors import ProblemError, render
 from epicura.recipes.hot_routes import hot_routes as recipe_hot_routes
 from epicura.recipes.images_router import router as images_router
 from epicura.recipes.router import router as recipes_router
@@ -126,3 +128,38 @@ def _copy_route(router: APIRouter, route: BaseRoute, prefix: str) -> None:
             mounted.path + "/{path:path}"
         )
         router.routes.append(mounted)
+
+
+class HotRoutesFirst:
+    """ASGI middleware (innermost) that offers each request to the hot routes before FastAPI's
+    router sees it. They are also the router's first routes, so the answer is the same either
+    way; asking them here skips the router's matching, which costs FastAPI 0.165 about 30 µs a
+    request even when the first route matches — a quarter of a cached anonymous read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.hot: list[BaseRoute] | None = None
+
+    def _hot_routes(self, scope: Scope) -> list[BaseRoute]:
+        if self.hot is None:
+            hot_types = {type(route) for make in HOT_ROUTES for route in make(API_PREFIX)}
+            self.hot = [route for route in _all_routes(scope["app"].routes)
+                        if type(route) in hot_types]
+        return self.hot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            for route in self._hot_routes(scope):
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child_scope)
+                    try:
+                        await route.handle(scope, receive, send)
+                    except ProblemError as exc:  # as the app's handler would render it
+                        await render(exc)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _all_routes(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    return [context.original_route for context in iter_route_contexts(routes)]

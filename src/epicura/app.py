@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     app.include_router(api.v1_router())
     app.include_router(storage_router.router)  # GET /files/{key}: signed local files
     app.openapi = lambda: _problem_openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(api.HotRoutesFirst)  # innermost: anonymous cached reads skip routing
     app.add_middleware(
         IdempotencyMiddleware, redis=runtime.redis, keys=runtime.keys,
         excluded_prefixes=IDEMPOTENCY_EXCLUDED,
