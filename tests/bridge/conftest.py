@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +24,11 @@ def plain_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBr
     and persistence settings; `.url` is `mqtt://127.0.0.1:PORT`."""
     with private_broker(tmp_path_factory.mktemp("plain-broker"), dynsec=False) as broker:
         yield broker
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    """A broker of this test alone, without authentication (persistent sessions and retained
+    messages of other tests stay out of its way)."""
+    with private_broker(tmp_path / "broker", dynsec=False) as started:
+        yield started

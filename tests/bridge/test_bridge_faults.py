@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,13 @@ from epicura.kit.runtime import Runtime
 from tests.bridge import ingest_support as s
 from tests.bridge.bridge_support import running_bridge
 from tests.bridge.tcp_proxy import TcpProxy
-from tests.brokers import PrivateBroker, start_broker
+from tests.brokers import PrivateBroker
 from tests.conftest import REDIS_URL, base_settings, free_port
 from tests.e2e import Running, process_env, started
 from tests.support import Mailbox, Service
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    started_broker = start_broker(tmp_path / "broker", dynsec=False)
-    try:
-        yield started_broker
-    finally:
-        started_broker.stop()
 
 
 def stream(devices: list[uuid.UUID], count: int) -> list[tuple[str, bytes]]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -21,21 +19,12 @@ from epicura.kit.metrics import registry
 from epicura.kit.runtime import Runtime
 from tests.bridge import ingest_support as s
 from tests.bridge.bridge_support import running_bridge
-from tests.brokers import PrivateBroker, start_broker
+from tests.brokers import PrivateBroker
 from tests.conftest import free_port
 from tests.support import Service
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    """A broker of this test alone (persistent sessions of other tests stay out of its way)."""
-    started = start_broker(tmp_path / "broker", dynsec=False)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def counter(name: str, **labels: str) -> float:

@@ -4,8 +4,6 @@ pipeline as MQTT, so a message is stored once whichever way (or both ways) it ca
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -15,19 +13,11 @@ from epicura.appliances.models import Appliance, ApplianceAlert
 from epicura.kit.runtime import Runtime
 from tests.bridge import ingest_support as s
 from tests.bridge.bridge_support import running_bridge
-from tests.brokers import PrivateBroker, start_broker
+from tests.brokers import PrivateBroker
 from tests.support import API, Service
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    started = start_broker(tmp_path / "broker", dynsec=False)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 async def device_headers(rt: Runtime, device_id: uuid.UUID) -> dict[str, str]:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -20,19 +19,11 @@ from epicura.bridge.outbox import PUBLISH_JOB, down_topic, enqueue_down
 from epicura.bridge.publisher import close_publisher, publish_down
 from epicura.kit import clock, jobs
 from epicura.kit.runtime import Runtime
-from tests.brokers import PrivateBroker, start_broker
+from tests.brokers import PrivateBroker
 from tests.support import Service
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    started = start_broker(tmp_path / "broker", dynsec=False)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import re
 import uuid
-import zoneinfo
 from datetime import datetime
-from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    WithJsonSchema,
 )
+
+from epicura.kit.timezones import TimeZone
 
 # Text that is stored has no control characters (PostgreSQL refuses NUL outright).
 PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"
@@ -114,23 +112,6 @@ class ClaimCodeOut(BaseModel):
 
 # --- user side -------------------------------------------------------------------------------
 
-@cache
-def _timezone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
-def _known_timezone(value: str) -> str:
-    if len(value) > 64 or value not in _timezone_names():
-        raise ValueError("unknown IANA time zone")
-    return value
-
-
-TimeZone = Annotated[
-    str,
-    AfterValidator(_known_timezone),
-    WithJsonSchema({"type": "string", "format": "iana-time-zone",
-                    "description": "An IANA time zone name, e.g. `Europe/Paris`"}),
-]
 Locale = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")]
 ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import re
 import uuid
-import zoneinfo
 from datetime import datetime
-from functools import cache
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
     StringConstraints,
-    WithJsonSchema,
 )
+
+from epicura.kit.timezones import TimeZone
 
 MAX_PASSWORD = 1024
 Password = Annotated[str, Field(min_length=8, max_length=MAX_PASSWORD)]
@@ -45,32 +43,6 @@ DisplayName = Annotated[
 ]
 Locale = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")]
 OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=512)]
-
-
-@cache
-def _timezone_names() -> frozenset[str]:
-    # Read once: listing the zone files takes ~0.1 s and would block the event loop per request.
-    return frozenset(zoneinfo.available_timezones())
-
-
-def _known_timezone(value: str) -> str:
-    if len(value) > 64 or value not in _timezone_names():
-        raise ValueError("unknown IANA time zone")
-    return value
-
-
-# The document says which strings are accepted (a bare "string" would promise any).
-TimeZone = Annotated[
-    str,
-    AfterValidator(_known_timezone),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "format": "iana-time-zone",
-            "description": "An IANA time zone name, e.g. `Europe/Paris` or `UTC`",
-        }
-    ),
-]
 
 
 class Strict(BaseModel):
