@@ -114,7 +114,14 @@ async def test_recipes_cookable_on_my_appliance(svc: Service, factory: Factory) 
     rev_a, _ = await factory.paired(cook)
     rev_b, _ = await factory.paired(cook, await factory.device(hw_revision="rev-b"))
     recipe_id = await _recipe(svc, cook, soup())
-    # (The recipes module does not yet filter on `requires.min_firmware`: not checked here.)
+    # The appliances report firmware 1.4.2: 1.4.2 and 1.3.10 fit, 1.10.0 (numerically newer,
+    # though it sorts first as text) and 2.0.0 do not.
+    fits = [await _recipe(svc, cook, {**soup(f"Fits {version}"),
+                                      "requires": {"min_firmware": version}})
+            for version in ("1.4.2", "1.3.10")]
+    for version in ("1.10.0", "2.0.0"):
+        await _recipe(svc, cook, {**soup(f"Too new {version}"),
+                                  "requires": {"min_firmware": version}})
 
     async def listed(appliance_id: str, headers: dict[str, str]) -> list[str]:
         reply = await svc.client.get(f"{API}/recipes", headers=headers,
@@ -122,7 +129,7 @@ async def test_recipes_cookable_on_my_appliance(svc: Service, factory: Factory) 
         assert reply.status_code == 200, reply.text
         return [item["id"] for item in reply.json()["items"]]
 
-    assert await listed(rev_a.id, cook) == [recipe_id]
+    assert sorted(await listed(rev_a.id, cook)) == sorted([recipe_id, *fits])
     assert await listed(rev_b.id, cook) == []  # written for epicura-1/rev-a only
     foreign = await svc.client.get(f"{API}/recipes", headers=other,
                                    params={"appliance_id": rev_a.id})

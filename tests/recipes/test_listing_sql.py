@@ -36,6 +36,7 @@ FILTERS: list[dict[str, Any]] = [
     {"official": True},
     {"official": False},
     {"profile": "epicura-1/rev-a"},
+    {"profile": "epicura-1/rev-a", "firmware": "1.4.2"},
     {"mine": True},
     {"favorites": True},
 ]
@@ -68,8 +69,10 @@ async def dressed_library(svc: Service) -> Library:
     lib = await library(svc, "sql")
     async with svc.runtime.db.transaction() as session:
         for name, change in (
-            ("soup", "rating_avg = 4, updated_at = date_trunc('second', updated_at)"),
-            ("roast", "rating_avg = 4.25, cover_image_id = gen_random_uuid()"),
+            ("soup", "rating_avg = 4, updated_at = date_trunc('second', updated_at), "
+                     "min_firmware = '1.10.0'"),
+            ("roast", "rating_avg = 4.25, cover_image_id = gen_random_uuid(), "
+                      "min_firmware = '1.2.0'"),
             ("cake", "rating_avg = 1.0 / 3, cooked_count = 2"),
         ):
             await session.execute(text(f"UPDATE recipes SET {change} WHERE id = :id"),  # noqa: S608
@@ -149,3 +152,16 @@ async def test_first_pages_read_the_partial_indexes_in_order(svc: Service) -> No
         signed_in = await _plan(svc, f, chef)
         assert f"Index Scan using {index}" in signed_in, signed_in
         assert "ix_recipes_owner_unlisted" in signed_in, signed_in
+
+
+@pytest.mark.parametrize("firmware", ["1.4.2", "1.4.2-beta.1"])
+async def test_firmware_filter_compares_versions_as_numbers(svc: Service, firmware: str) -> None:
+    """Cookable on an appliance with firmware 1.4.2: the soup needs 1.10.0 (newer, though it
+    sorts first as text) and is left out; the roast needs 1.2.0 and stays. Both listings agree."""
+    lib = await dressed_library(svc)
+    chef = await user_id(svc, lib.chef)
+    f = search.Filters(profile="epicura-1/rev-a", firmware=firmware, mine=True, limit=100)
+    listed = {item["id"] for item in orjson.loads(await reference(svc, f, chef))["items"]}
+    assert lib.r["roast"] in listed and lib.r["soup"] not in listed
+    fast = {item["id"] for item in orjson.loads(await hot.page_body(svc.runtime, f, chef))["items"]}
+    assert fast == listed

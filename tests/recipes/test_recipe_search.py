@@ -6,6 +6,7 @@ PostgreSQL and, where the behaviour must match, on the embedded default."""
 from __future__ import annotations
 
 import base64
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -390,3 +391,19 @@ async def test_foreign_and_forged_cursors_are_refused(api: Service) -> None:
         "cursor": _cursor({"s": "newest", "k": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
                            "i": any_id})})
     assert len(start.json()["items"]) == 3
+
+
+async def test_firmware_filter_on_the_embedded_default(embedded: Service) -> None:
+    """SQLite compares `requires.min_firmware` numerically too (through `version_key`)."""
+    from epicura.recipes import search
+    from tests.recipes.test_recipe_api import make_recipe
+
+    cook = bearer(await embedded.signed_up("test-firmware-embedded@example.com"))
+    me = (await embedded.client.get(f"{API}/users/me", headers=cook)).json()["id"]
+    made = {version: (await make_recipe(embedded, cook, title=f"Needs {version}",
+                                        requires={"min_firmware": version}))["id"]
+            for version in ("1.4.2", "1.3.10", "1.10.0", "2.0.0")}
+    f = search.Filters(profile="epicura-1/rev-a", firmware="1.4.2", mine=True, limit=100)
+    async with embedded.runtime.db.sessions() as session:
+        items, _cursor = await search.page(session, f, uuid.UUID(me))
+    assert {str(item["id"]) for item in items} == {made["1.4.2"], made["1.3.10"]}

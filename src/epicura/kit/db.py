@@ -101,6 +101,15 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
+def version_key(version: str | None) -> str | None:
+    """A text that sorts like the numeric version `MAJOR.MINOR.PATCH` (SQLite has no arrays to
+    compare); None for anything else."""
+    parts = (version or "").split(".")
+    if len(parts) != 3 or not all(part.isdigit() and len(part) <= 9 for part in parts):
+        return None
+    return ".".join(part.zfill(9) for part in parts)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run while the one writer writes; the busy timeout waits out short locks.
@@ -109,6 +118,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
     dbapi_connection.create_function("word_similarity", 2, word_similarity, deterministic=True)
+    dbapi_connection.create_function("version_key", 1, version_key, deterministic=True)
     # SQLAlchemy emits BEGIN itself (below), not the sqlite3 module's implicit deferred BEGIN.
     dbapi_connection.isolation_level = None
 

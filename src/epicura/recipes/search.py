@@ -8,6 +8,7 @@ a page boundary does not move when other recipes are added or removed.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,9 +16,11 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
     and_,
     case,
+    cast,
     column,
     exists,
     false,
@@ -28,6 +31,7 @@ from sqlalchemy import (
     select,
     table,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from epicura.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
@@ -98,8 +102,24 @@ def _has_tags(dialect: str, tags: tuple[str, ...]) -> list[ColumnElement[bool]]:
     return [exists(select(literal(1)).select_from(each).where(each.c.value == tag)) for tag in tags]
 
 
-def _firmware_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+def firmware_parts(version: str | None) -> list[int] | None:
+    """`1.4.2` (or `1.4.2-beta`, `v1.4.2`) → [1, 4, 2]; None when it names no version (then
+    nothing is refused for firmware: the appliance has not reported one yet)."""
+    match = re.match(r"^v?(\d{1,9})\.(\d{1,9})\.(\d{1,9})", (version or "").strip())
+    return [int(part) for part in match.groups()] if match else None
+
+
+def _runs_on_firmware(dialect: str, firmware: str | None) -> list[ColumnElement[bool]]:
+    """The recipe's `requires.min_firmware` (strictly MAJOR.MINOR.PATCH) is at most the
+    appliance's firmware, compared as numbers."""
+    parts = firmware_parts(firmware)
+    if parts is None:
+        return []
+    if dialect == "postgresql":
+        needed = func.string_to_array(Recipe.min_firmware, ".").cast(ARRAY(Integer))
+        return [or_(Recipe.min_firmware.is_(None), needed <= cast(parts, ARRAY(Integer)))]
+    key = ".".join(str(part).zfill(9) for part in parts)
+    return [or_(Recipe.min_firmware.is_(None), func.version_key(Recipe.min_firmware) <= key)]
 
 
 def _filters(f: Filters, viewer: uuid.UUID | None, dialect: str) -> list[ColumnElement[bool]]:
@@ -125,6 +145,7 @@ def _filters(f: Filters, viewer: uuid.UUID | None, dialect: str) -> list[ColumnE
         where.append(Recipe.is_official == f.official)
     if f.profile is not None:
         where.extend(_has_profile(dialect, f.profile))
+        where.extend(_runs_on_firmware(dialect, f.firmware))
     return where
 
 

@@ -28,7 +28,7 @@ import asyncpg
 import orjson
 
 from epicura.kit.textsearch import query_words, ts_config
-from epicura.recipes.search import Filters, Sort, cursor_values
+from epicura.recipes.search import Filters, Sort, cursor_values, firmware_parts
 
 PUBLIC = "r.status = 'published' AND r.visibility = 'public'"
 # The caller's recipes that the public branch does not hold (drafts, private ones).
@@ -96,6 +96,10 @@ def _filters(f: Filters, viewer: uuid.UUID | None, p: Params) -> list[str]:
         where.append(f"r.is_official = {p(f.official, 'bool')}")
     if f.profile is not None:
         where.append(f"r.profiles @> {p(orjson.dumps([f.profile]).decode(), 'jsonb')}")
+        firmware = firmware_parts(f.firmware)
+        if firmware is not None:  # as search._runs_on_firmware
+            where.append(f"(r.min_firmware IS NULL OR string_to_array(r.min_firmware, '.')::int[]"
+                         f" <= {p(firmware, 'int[]')})")
     return where
 
 
