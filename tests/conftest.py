@@ -70,7 +70,7 @@ def pg_database() -> Iterator[str]:
 
     anyio.run(admin, f'CREATE DATABASE "{name}"')
     url = _pg_url(name)
-    run_migrations(Settings(database_url=url, _env_file=None), "upgrade", "head")  # type: ignore[call-arg]
+    run_migrations(Settings(database_url=url, _env_file=None), "upgrade", "head")
     yield url
     anyio.run(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -86,7 +86,7 @@ def base_settings(tmp_path: Path, smtp_port: int, **overrides: object) -> Settin
         "log_level": "DEBUG",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 async def _truncate(url: str) -> None:

@@ -91,7 +91,8 @@ async def test_malformed_json_on_an_authenticated_route(svc: Service,
 @pytest.mark.usefixtures("unchanged")
 async def test_wrong_types_and_shapes_are_422_validation_failed(svc: Service) -> None:
     for path, valid in PUBLIC_BODIES.items():
-        for body in (None, [], "x", 42, [valid], {}):
+        bodies: tuple[object, ...] = (None, [], "x", 42, [valid], {})
+        for body in bodies:
             reply = await svc.client.post(f"{API}{path}", json=body)
             assert_problem(reply, 422, "validation_failed")
         for field in valid:
@@ -114,9 +115,11 @@ async def test_unknown_fields_are_refused(svc: Service, user: dict[str, Any]) ->
     reply = await svc.client.post(f"{API}/auth/login",
                                   json={**PUBLIC_BODIES["/auth/login"], "role": "admin"})
     assert_problem(reply, 422, "validation_failed")
-    for extra in ({"role": "admin"}, {"email": "test-bad-input-other@example.com"},
-                  {"email_verified": True}, {"display_name": "Ok", "is_active": False}):
-        reply = await svc.client.patch(f"{API}/users/me", json=extra, headers=bearer(user))
+    patches: tuple[dict[str, object], ...] = (
+        {"role": "admin"}, {"email": "test-bad-input-other@example.com"},
+        {"email_verified": True}, {"display_name": "Ok", "is_active": False})
+    for patch in patches:
+        reply = await svc.client.patch(f"{API}/users/me", json=patch, headers=bearer(user))
         assert_problem(reply, 422, "validation_failed")
 
 
@@ -273,10 +276,10 @@ async def test_forged_expired_tampered_and_wrong_type_tokens_are_401(
               ("DELETE", f"{API}/users/me/sessions/{user['session_id']}", None),
               ("GET", f"{API}/admin/users", None)]
     for name, token in tokens.items():
-        header = f"Bearer {token}".encode()
+        raw_header = f"Bearer {token}".encode()
         for method, path, body in routes:
             reply = await svc.client.request(method, path, json=body,
-                                             headers={"Authorization": header})
+                                             headers=[(b"authorization", raw_header)])
             assert_problem(reply, 401, "unauthorized")
             assert reply.headers["www-authenticate"] == "Bearer", name
             assert set(reply.json()) == {"type", "title", "status", "code"}  # no reason leaked

@@ -38,7 +38,7 @@ def cwd(tmp_path: Path) -> Path:
 
 
 def _head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config(Settings(_env_file=None))).get_current_head()  # type: ignore[call-arg]
+    head = ScriptDirectory.from_config(alembic_config(Settings(_env_file=None))).get_current_head()
     assert head is not None
     return head
 
@@ -209,12 +209,12 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         async with fresh_pg_database("epicura_test_cli_") as name:
             password = "pgpw-" + secrets.token_urlsafe(12)
             url = pg_url(name, password)
-            settings = Settings(database_url=url, _env_file=None)  # type: ignore[call-arg]
+            settings = Settings(database_url=url, _env_file=None)
             yield Backend("postgres", {"DATABASE_URL": url}, settings.sqlalchemy_url,
                           {"database_url": url}, password)
     else:
         data_dir = tmp_path / "data"
-        settings = Settings(data_dir=data_dir, _env_file=None)  # type: ignore[call-arg]
+        settings = Settings(data_dir=data_dir, _env_file=None)
         yield Backend("sqlite", {"DATA_DIR": str(data_dir)}, settings.sqlalchemy_url,
                       {"data_dir": data_dir})
 
@@ -345,7 +345,7 @@ async def test_admin_create_refuses_bad_input(cwd: Path, tmp_path: Path, email: 
     if password:
         assert password not in result.output
     if (data_dir / "epicura.db").exists():
-        url = Settings(data_dir=data_dir, _env_file=None).sqlalchemy_url  # type: ignore[call-arg]
+        url = Settings(data_dir=data_dir, _env_file=None).sqlalchemy_url
         assert await _user_row(url, address.lower()) is None
 
 

@@ -9,7 +9,7 @@ import secrets
 
 import httpx2
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 
 from epicura.auth.models import EmailToken, User
 from epicura.kit.jobs import Job
@@ -36,7 +36,7 @@ def assert_indistinguishable(known: httpx2.Response, unknown: httpx2.Response) -
 
 
 async def _count(svc: Service, model: type[User] | type[EmailToken] | type[Job],
-                 *where: object) -> int:
+                 *where: ColumnElement[bool]) -> int:
     async with svc.runtime.db.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(model).where(*where))
                    or 0)

@@ -43,7 +43,7 @@ def variant(svc: Service, pg_settings: Settings) -> Variant:
             Service]:
         values = pg_settings.model_dump()
         values.update(overrides)
-        settings = Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
+        settings = Settings(_env_file=None, **values)
         return running(settings, svc.mailbox, client_ip=client_ip)
 
     return start

@@ -160,7 +160,9 @@ async def test_small_png_is_never_upscaled_and_keeps_transparency(embedded: Serv
     for url in body["renditions"].values():
         got = await fetch_image(embedded, url)
         assert got.size == (200, 150) and got.mode == "RGBA"
-        assert got.getpixel((20, 75))[3] == 0 and got.getpixel((180, 75))[3] == 255
+        transparent, opaque = got.getpixel((20, 75)), got.getpixel((180, 75))
+        assert isinstance(transparent, tuple) and isinstance(opaque, tuple)
+        assert transparent[3] == 0 and opaque[3] == 255
         assert "Comment" not in got.info
 
 

@@ -88,7 +88,7 @@ def test_kitchen_rounding_per_unit(value: str, unit: str | None, expected: str) 
                                          *scaling.HALVES, *scaling.WHOLES}))
 def test_a_positive_quantity_never_rounds_to_zero(unit: str) -> None:
     for units in (None, "metric", "imperial"):
-        quantity, _ = scaling.present(D("0.0001"), unit, units)  # type: ignore[arg-type]
+        quantity, _ = scaling.present(D("0.0001"), unit, units)
         assert quantity > 0, (unit, units)
 
 
@@ -96,7 +96,7 @@ def test_rounded_quantities_fit_the_stored_decimal_shape() -> None:
     for raw in ("0.01", "0.333", "1.17", "2.9", "17", "333.3", "4999"):
         for unit in ("cup", "g", "oz", "tbsp"):
             for units in (None, "metric", "imperial"):
-                quantity, _ = scaling.present(D(raw), unit, units)  # type: ignore[arg-type]
+                quantity, _ = scaling.present(D(raw), unit, units)
                 exponent = quantity.as_tuple().exponent
                 assert isinstance(exponent, int) and -exponent <= 4
                 assert "E" not in str(quantity)
@@ -113,7 +113,7 @@ def test_rounded_quantities_fit_the_stored_decimal_shape() -> None:
 def test_metric_output_normalises_and_promotes(quantity: str, unit: str,
                                                expected: tuple[str, str]) -> None:
     for units in (None, "metric"):
-        assert scaling.present(D(quantity), unit, units) == (D(expected[0]), expected[1])  # type: ignore[arg-type]
+        assert scaling.present(D(quantity), unit, units) == (D(expected[0]), expected[1])
 
 
 @pytest.mark.parametrize(("quantity", "unit", "expected"), [
@@ -186,7 +186,7 @@ def test_scaling_down_keeps_counts_above_zero() -> None:
 
 def test_omitted_servings_keep_the_versions_own() -> None:
     scaled, factor = scaling.scale_content(content_of(soup()), None, "imperial")
-    assert (scaled["servings"], factor) == (4, 1)
+    assert (scaled["servings"], factor) == (4, D(1))
     assert scaled["ingredients"][1]["quantity"] == D("28")  # 800 g = 28.2 oz, to ½ oz
     assert scaled["ingredients"][1]["unit"] == "oz"
 
@@ -214,7 +214,7 @@ def test_imperial_adds_fahrenheit_beside_celsius_only() -> None:
 # --- capacity --------------------------------------------------------------------------------
 
 def test_load_counts_weights_volumes_spoons_and_cans_but_not_pieces() -> None:
-    ingredients = [
+    ingredients: list[dict[str, Any]] = [
         {"key": "flour", "quantity": "500", "unit": "g"},
         {"key": "milk", "quantity": "0.25", "unit": "l"},
         {"key": "oil", "quantity": "2", "unit": "tbsp"},
@@ -438,7 +438,7 @@ def test_the_endpoint_is_documented() -> None:
     from epicura.app import create_app
     from epicura.config import Settings
 
-    document = create_app(Settings(_env_file=None)).openapi()  # type: ignore[call-arg]
+    document = create_app(Settings(_env_file=None)).openapi()
     operation = document["paths"][f"{API}/recipes/{{recipe_id}}/scaled"]["get"]
     names = {p["name"] for p in operation["parameters"]}
     assert names == {"recipe_id", "servings", "units", "appliance_id", "profile"}

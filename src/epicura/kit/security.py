@@ -176,6 +176,6 @@ class Sealer:
 @cache
 def common_passwords() -> frozenset[str]:
     """The 10,000 most common passwords (zxcvbn's frequency list, most common first)."""
-    from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
     return frozenset(FREQUENCY_LISTS["passwords"][:10_000])
