@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import asyncpg
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from epicura.config import Settings
@@ -122,9 +123,14 @@ def redis_prefix() -> str:
 
 @pytest.fixture
 def pg_settings(tmp_path: Path, smtp: tuple[int, Mailbox], pg_database: str,
-                redis_prefix: str) -> Settings:
-    return base_settings(tmp_path, smtp[0], database_url=pg_database, redis_url=REDIS_URL,
-                         redis_prefix=redis_prefix)
+                redis_prefix: str) -> Iterator[Settings]:
+    """Settings on the run's database and this test's Redis prefix; the prefix's keys are
+    deleted afterwards whatever the test started (a service writes keys as it starts)."""
+    yield base_settings(tmp_path, smtp[0], database_url=pg_database, redis_url=REDIS_URL,
+                        redis_prefix=redis_prefix)
+    with SyncRedis.from_url(REDIS_URL) as redis:
+        for key in redis.scan_iter(match=redis_prefix + "*", count=500):
+            redis.delete(key)
 
 
 @pytest.fixture
