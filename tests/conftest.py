@@ -151,3 +151,20 @@ async def embedded(tmp_path: Path, smtp: tuple[int, Mailbox]) -> AsyncIterator[S
     async with running(settings, smtp[1]) as service:
         await startup_tasks_done(service)
         yield service
+
+
+@pytest.fixture
+async def embedded_unlimited(tmp_path: Path, smtp: tuple[int, Mailbox]) -> AsyncIterator[Service]:
+    """The embedded default without rate limits, for tests that make many requests."""
+    settings = base_settings(tmp_path, smtp[0], rate_limit_enabled=False)
+    async with running(settings, smtp[1]) as service:
+        await startup_tasks_done(service)
+        yield service
+
+
+@pytest.fixture(params=["postgres", "embedded"])
+def api(request: pytest.FixtureRequest) -> Service:
+    """The same test on PostgreSQL + Redis (`svc`) and on the embedded default."""
+    service: Service = request.getfixturevalue(
+        "svc" if request.param == "postgres" else "embedded_unlimited")
+    return service

@@ -8,8 +8,6 @@ import asyncio
 import base64
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,9 +23,8 @@ from epicura.appliances.models import PROVISIONED, Appliance
 from epicura.config import Settings
 from epicura.kit import clock, jobs, signing
 from epicura.kit.pagination import InvalidCursor, encode_cursor
-from tests.conftest import base_settings
 from tests.recipes.test_recipe_api import make_recipe, problem_of
-from tests.support import API, Mailbox, Service, bearer, running, startup_tasks_done
+from tests.support import API, Mailbox, Service, bearer, running
 
 pytestmark = pytest.mark.anyio
 Headers = dict[str, str]
@@ -37,21 +34,6 @@ Headers = dict[str, str]
 def pg_settings(pg_settings: Settings) -> Settings:
     """These tests make more requests per user than the rate limits allow."""
     return pg_settings.model_copy(update={"rate_limit_enabled": False})
-
-
-@pytest.fixture
-async def embedded_unlimited(tmp_path: Path, smtp: tuple[int, Mailbox]) -> AsyncIterator[Service]:
-    settings = base_settings(tmp_path, smtp[0], rate_limit_enabled=False)
-    async with running(settings, smtp[1]) as service:
-        await startup_tasks_done(service)
-        yield service
-
-
-@pytest.fixture(params=["postgres", "embedded"])
-def api(request: pytest.FixtureRequest) -> Service:
-    service: Service = request.getfixturevalue(
-        "svc" if request.param == "postgres" else "embedded_unlimited")
-    return service
 
 
 # --- helpers ---------------------------------------------------------------------------------
