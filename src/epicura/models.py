@@ -8,10 +8,11 @@ from epicura.auth import models as auth_models
 from epicura.kit import audit, jobs, schedule, signing
 from epicura.kit.db import Base
 from epicura.recipes import models as recipe_models
+from epicura.sessions import models as session_models
 from epicura.telemetry import models as telemetry_models
 
 metadata = Base.metadata
 __all__ = [
     "appliance_models", "audit", "auth_models", "jobs", "metadata", "recipe_models",
-    "schedule", "signing", "sync_models", "telemetry_models",
+    "schedule", "session_models", "signing", "sync_models", "telemetry_models",
 ]

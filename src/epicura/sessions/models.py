@@ -1,0 +1,81 @@
+"""Cooking sessions and their event log.
+
+No foreign keys on purpose (as `appliances/sync_models.py`): the bridge writes these rows in the
+same transaction that updates the appliance, and pairing holds `appliances` rows `FOR UPDATE`;
+a key-share lock taken by an insert here would order the two against each other. Appliances,
+recipes and users are never deleted (decommissioned, archived, anonymised), so the ids stay good.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from epicura.kit.db import Base, JSONType, uuid_pk
+
+ORIGIN_APP, ORIGIN_DEVICE = "app", "device"
+PLANNED, RUNNING, PAUSED, AWAITING_USER = "planned", "running", "paused", "awaiting_user"
+COMPLETED, ABORTED, FAILED = "completed", "aborted", "failed"
+# Shown, never stored: a live session the appliance has not spoken about for a while.
+STALE = "stale"
+STATUSES = (PLANNED, RUNNING, PAUSED, AWAITING_USER, COMPLETED, ABORTED, FAILED)
+TERMINAL = frozenset({COMPLETED, ABORTED, FAILED})
+LIVE = frozenset({RUNNING, PAUSED, AWAITING_USER})
+
+
+class CookingSession(Base):
+    __tablename__ = "cooking_sessions"
+    __table_args__ = (
+        Index("ix_cooking_sessions_user_created", "user_id", "created_at", "id"),
+        Index("ix_cooking_sessions_user_started", "user_id", "started_at"),
+        Index("ix_cooking_sessions_appliance_created", "appliance_id", "created_at"),
+        Index("ix_cooking_sessions_status_last_event", "status", "last_event_at"),
+        Index("ix_cooking_sessions_recipe_id", "recipe_id"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    # None when the appliance had no owner when it started a session on its own.
+    user_id: Mapped[uuid.UUID | None]
+    appliance_id: Mapped[uuid.UUID]
+    recipe_id: Mapped[uuid.UUID]
+    recipe_version: Mapped[int]
+    servings: Mapped[int | None]
+    origin: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default=PLANNED)
+    step_index: Mapped[int | None]
+    step_title: Mapped[str | None] = mapped_column(String(200))
+    step_started_at: Mapped[datetime | None]
+    step_duration_s: Mapped[int | None]
+    # Highest `seq` applied to the state (a lower one is logged, never applied).
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=-1)
+    last_event_at: Mapped[datetime | None]
+    # Set when the sweep has announced the session stale; cleared by the next event.
+    stale_announced_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    rating: Mapped[int | None] = mapped_column(SmallInteger)
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SessionEvent(Base):
+    """One `up/session` event as received: the same `(session_id, seq)` is stored once."""
+
+    __tablename__ = "session_events"
+    __table_args__ = (
+        UniqueConstraint("session_id", "seq", name="uq_session_events_session_seq"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    session_id: Mapped[uuid.UUID]
+    seq: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(24))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    device_ts: Mapped[datetime | None]
+    received_at: Mapped[datetime]
