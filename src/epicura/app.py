@@ -25,6 +25,7 @@ from epicura.kit.http import EdgeMiddleware
 from epicura.kit.idempotency import IdempotencyMiddleware
 from epicura.kit.runtime import Runtime
 from epicura.migrate import upgrade_to_head
+from epicura.realtime import outbox
 from epicura.recipes import images
 
 log = structlog.get_logger("epicura.app")
@@ -65,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except Exception:
         log.warning("revocation_rebuild_failed_at_start", exc_info=True)
     background.append(asyncio.create_task(rt.bus.run()))
+    background.append(asyncio.create_task(outbox.relay(rt).run()))
     if not settings.is_sqlite:
         rt.extras["read_pool"] = await readpool.create(settings.sqlalchemy_url,
                                                        settings.database_pool_size)

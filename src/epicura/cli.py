@@ -67,6 +67,7 @@ def worker() -> None:
     from epicura.kit import jobs, schedule
     from epicura.kit.logging import configure
     from epicura.kit.runtime import Runtime
+    from epicura.realtime import outbox
 
     settings = _settings()
     _refuse_unsafe_production(settings)
@@ -81,7 +82,7 @@ def worker() -> None:
         try:
             # The job queue and the periodic tasks (rollups, partitions, pruning), side by side.
             await asyncio.gather(jobs.run_forever(context, runtime.jobs.wakeup),
-                                 schedule.run_forever(context))
+                                 schedule.run_forever(context), outbox.relay(runtime).run())
         finally:
             await close_publisher(runtime)  # the down/ messages' broker connection
             await runtime.close()

@@ -32,6 +32,7 @@ from epicura.bridge.mqtt_session import MqttSession, MqttUnavailable, Received, 
 from epicura.bridge.payloads import DeviceMessage, Rejected, parse, parse_topic
 from epicura.kit.errors import is_dependency_down
 from epicura.kit.runtime import Runtime
+from epicura.realtime import outbox
 
 log = structlog.get_logger("epicura.bridge")
 
@@ -108,12 +109,14 @@ class Bridge:
     async def run(self) -> None:
         """Consume until cancelled, reconnecting with backoff (aiomqtt/paho never reconnect
         by themselves here)."""
-        flusher = asyncio.create_task(self.live.run_flusher())
+        helpers = [asyncio.create_task(self.live.run_flusher()),
+                   asyncio.create_task(outbox.relay(self.rt).run())]
         try:
             await self._connect_and_consume()
         finally:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     async def _connect_and_consume(self) -> None:
         delay = 0.5

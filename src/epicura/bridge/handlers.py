@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from epicura.bridge.payloads import KIND_SET, TELEMETRY_KINDS, DeviceMessage
 from epicura.kit.runtime import Runtime
+from epicura.realtime import outbox
 
 Event = tuple[str, dict[str, Any]]
 
@@ -34,10 +35,17 @@ class HandlerContext:
     session: AsyncSession
     now: datetime
     events: list[Event] = field(default_factory=list)
+    durable: int = 0
 
-    def emit(self, channel: str, event_type: str, data: dict[str, Any]) -> None:
-        """Publish `{"type": event_type, "data": data}` on `channel` once the batch commits."""
-        self.events.append((channel, {"type": event_type, "data": data}))
+    def emit(self, channel: str, event_type: str, data: dict[str, Any], *,
+             durable: bool = False) -> None:
+        """Publish `{"type": event_type, "data": data}` on `channel` once the batch commits;
+        `durable`: through the outbox, so that not even a crash right after the commit loses it."""
+        if durable:
+            outbox.record(self.session, channel, event_type, data)
+            self.durable += 1
+        else:
+            self.events.append((channel, {"type": event_type, "data": data}))
 
 
 Handler = Callable[[HandlerContext, DeviceMessage], Awaitable[None]]

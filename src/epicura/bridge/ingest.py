@@ -32,6 +32,7 @@ from epicura.bridge.reported_handlers import appliance_channel
 from epicura.kit import clock
 from epicura.kit.errors import is_dependency_down
 from epicura.kit.runtime import Runtime
+from epicura.realtime import channels, outbox
 
 log = structlog.get_logger("epicura.bridge.ingest")
 
@@ -47,6 +48,7 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     fresh: list[DeviceMessage] = field(default_factory=list)
     seen: set[uuid.UUID] = field(default_factory=set)  # looked up, online: remember once committed
+    durable: int = 0  # events written to the outbox: wake the relay once committed
 
 
 _partitions = store.Partitions()
@@ -59,6 +61,8 @@ async def store_batch(rt: Runtime, messages: Sequence[DeviceMessage],
     rows = await prepare_rows(rt, messages)
     async with rt.db.sessions() as session, session.begin():
         outcome = await ingest(rt, session, messages, now, rows)
+    if outcome.durable:
+        outbox.wake(rt)
     recently_seen.remember(outcome.seen)
     observe_committed(outcome, clock.utcnow())
     return outcome
@@ -219,6 +223,7 @@ async def _run_handlers(rt: Runtime, session: AsyncSession, outcome: Outcome,
             outcome.results[message.id] = HANDLER_ERROR
             log.exception("device_message_handler_failed", kind=message.kind,
                           device_id=str(message.device_id), message_id=str(message.id))
+    outcome.durable = ctx.durable
 
 
 def per_message(messages: Sequence[DeviceMessage],
@@ -249,4 +254,7 @@ def observe_committed(outcome: Outcome, committed_at: datetime) -> None:
 
 
 async def publish_events(rt: Runtime, outcome: Outcome) -> None:
-    await rt.bus.publish_many(outcome.events)
+    """After the commit: live events (best effort) and a nudge to the outbox relay."""
+    if outcome.durable:
+        outbox.wake(rt)
+    await channels.publish_quietly(rt, outcome.events)

@@ -16,10 +16,12 @@ import contextlib
 import time
 
 import structlog
+from redis.exceptions import RedisError
 
 from epicura.bridge import metrics
 from epicura.bridge.handlers import Event
 from epicura.kit.runtime import Runtime
+from epicura.realtime import channels
 
 log = structlog.get_logger("epicura.bridge.events")
 
@@ -88,10 +90,10 @@ class LiveEvents:
     async def _publish(self, events: list[Event]) -> None:
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                await self.rt.bus.publish_many(events)
-        except TimeoutError:
+                await channels.publish(self.rt, events)
+        except (TimeoutError, RedisError):
             metrics.events_dropped.inc(len(events))
-            log.warning("bridge_events_timeout", events=len(events))
+            log.warning("bridge_events_lost", events=len(events))
 
     async def run_flusher(self) -> None:
         """Send held-back telemetry once its second is over, even when no batch comes."""

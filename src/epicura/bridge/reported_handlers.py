@@ -33,9 +33,10 @@ async def on_state(ctx: HandlerContext, message: DeviceMessage) -> None:
 
 async def on_alert(ctx: HandlerContext, message: DeviceMessage) -> None:
     change = await reported.apply_alert(ctx.session, message.device_id, message.body, ctx.now)
-    ctx.emit(appliance_channel(message.device_id), "alert", change.data)
+    raised = change.data.get("state") == "raised"  # must reach the cook: through the outbox
+    ctx.emit(appliance_channel(message.device_id), "alert", change.data, durable=raised)
     if change.owner_id is not None:
-        ctx.emit(user_channel(change.owner_id), "alert", change.data)
+        ctx.emit(user_channel(change.owner_id), "alert", change.data, durable=raised)
 
 
 async def on_command_result(ctx: HandlerContext, message: DeviceMessage) -> None:

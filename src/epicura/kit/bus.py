@@ -24,6 +24,7 @@ from epicura.kit.kv import Keys
 log = structlog.get_logger("epicura.bus")
 
 Handler = Callable[[dict[str, Any]], None]
+AnyHandler = Callable[[str, dict[str, Any]], None]
 ResetHandler = Callable[[], None]
 
 
@@ -33,17 +34,26 @@ class EventBus:
         self.keys = keys
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
         self._reset_handlers: list[ResetHandler] = []
+        self._any_handlers: list[AnyHandler] = []
         self.ready = asyncio.Event()
 
     def subscribe(self, channel: str, handler: Handler) -> None:
         self._handlers[channel].append(handler)
+
+    def subscribe_all(self, handler: AnyHandler) -> None:
+        """Receive every channel's messages as `(channel, payload)` (the WebSocket gateway)."""
+        self._any_handlers.append(handler)
+
+    def channel_key(self, channel: str) -> str:
+        """The Redis pub/sub channel a bus channel travels on (for scripts that publish)."""
+        return self.keys("bus", channel)
 
     def on_reset(self, handler: ResetHandler) -> None:
         self._reset_handlers.append(handler)
 
     async def publish(self, channel: str, payload: dict[str, Any]) -> None:
         try:
-            await self.redis.publish(self.keys("bus", channel), orjson.dumps(payload, default=str))
+            await self.redis.publish(self.channel_key(channel), orjson.dumps(payload, default=str))
         except RedisError as exc:
             log.warning("bus_publish_failed", channel=channel, error=type(exc).__name__)
 
@@ -54,7 +64,7 @@ class EventBus:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for channel, payload in events:
-                    pipe.publish(self.keys("bus", channel), orjson.dumps(payload, default=str))
+                    pipe.publish(self.channel_key(channel), orjson.dumps(payload, default=str))
                 await pipe.execute()
         except RedisError as exc:
             log.warning("bus_publish_failed", events=len(events), error=type(exc).__name__)
@@ -69,6 +79,11 @@ class EventBus:
         for handler in self._handlers.get(channel, ()):
             try:
                 handler(payload)
+            except Exception:
+                log.exception("bus_handler_failed", channel=channel)
+        for any_handler in self._any_handlers:
+            try:
+                any_handler(channel, payload)
             except Exception:
                 log.exception("bus_handler_failed", channel=channel)
 
