@@ -24,10 +24,12 @@ from epicura.appliances.sync_router import router as device_sync_router
 from epicura.auth.router import auth_router, oauth_router, users_router
 from epicura.bridge.device_ingest_router import router as device_ingest_router
 from epicura.kit.errors import ProblemError, render
+from epicura.realtime.gateway import router as realtime_router
 from epicura.recipes.hot_routes import hot_routes as recipe_hot_routes
 from epicura.recipes.images_router import router as images_router
 from epicura.recipes.router import router as recipes_router
 from epicura.recipes.scaling_router import router as scaling_router
+from epicura.sessions.router import router as sessions_router
 from epicura.telemetry.router import router as telemetry_router
 
 API_PREFIX = "/api/v1"
@@ -41,12 +43,14 @@ MODULE_ROUTERS = (
     scaling_router,
     images_router,
     telemetry_router,
+    sessions_router,
     device_ingest_router,
     device_sync_router,
     admin_router,
     appliances_router,
     device_router,
     appliances_admin_router,
+    realtime_router,
 )
 
 # Routes consulted before all others. Each one only claims requests it can answer from memory

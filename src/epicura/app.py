@@ -25,6 +25,7 @@ from epicura.kit.http import EdgeMiddleware
 from epicura.kit.idempotency import IdempotencyMiddleware
 from epicura.kit.runtime import Runtime
 from epicura.migrate import upgrade_to_head
+from epicura.realtime import hub as realtime_hub
 from epicura.realtime import outbox
 from epicura.recipes import images
 
@@ -42,6 +43,7 @@ def job_context(rt: Runtime) -> jobs.JobContext:
     from epicura.bridge import broker_tasks as _broker_tasks  # noqa: F401 - credential jobs
     from epicura.bridge import presence as _presence  # noqa: F401 - inactivity sweep
     from epicura.bridge import publisher as _publisher  # noqa: F401 - the mqtt.publish job
+    from epicura.sessions import tasks as _session_tasks  # noqa: F401 - the stale sweep
     from epicura.telemetry import tasks as _telemetry  # noqa: F401 - its periodic tasks
 
     library.install(rt)  # registers its fan-out job; job sessions know the runtime
@@ -65,6 +67,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await auth_service.revocations(rt).rebuild()
     except Exception:
         log.warning("revocation_rebuild_failed_at_start", exc_info=True)
+    hub = realtime_hub.install(rt)  # the WebSocket gateway's live events and sweep
+    background.append(asyncio.create_task(hub.run()))
     background.append(asyncio.create_task(rt.bus.run()))
     background.append(asyncio.create_task(outbox.relay(rt).run()))
     if not settings.is_sqlite:

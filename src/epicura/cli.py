@@ -52,10 +52,12 @@ def serve(host: str, port: int | None, workers: int) -> None:
                                "REDIS_URL to run several workers")
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exit 0 then, not -15.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from epicura.realtime.protocol import UVICORN_WS_OPTIONS
+
     uvicorn.run(
         "epicura.cli:app_factory", factory=True, host=host, port=port or settings.port,
         workers=workers, log_config=None, proxy_headers=False, server_header=False,
-        timeout_graceful_shutdown=30, access_log=False,
+        timeout_graceful_shutdown=30, access_log=False, **UVICORN_WS_OPTIONS,
     )
 
 

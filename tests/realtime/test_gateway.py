@@ -1,0 +1,125 @@
+"""The WebSocket gateway over real sockets (websocket-events.md): authentication, subscriptions
+of the owner only, live events from the bus, `since` replay, and replies to every client frame."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from epicura.realtime import channels
+from tests.realtime.ws_support import Served, authed, socket
+
+pytestmark = pytest.mark.anyio
+
+
+def event(n: int, kind: str = "appliance.state") -> dict[str, object]:
+    return {"type": kind, "data": {"n": n}}
+
+
+async def test_auth_subscribe_and_live_events(served: Served) -> None:
+    rt = served.runtime
+    user_id, tokens = await served.user("live")
+    appliance_id = await served.appliance(user_id)
+    async with authed(served, tokens) as client:
+        subscribed = await client.subscribe("user")
+        assert subscribed["type"] == "subscribed" and subscribed["channel"] == "user"
+        assert subscribed["data"]["channel"] == "user"
+        channels.parse_id(subscribed["data"]["last_id"])
+        appliance = f"appliance:{appliance_id}"
+        assert (await client.subscribe(appliance))["type"] == "subscribed"
+
+        [user_event] = await channels.publish(rt, [(f"user:{user_id}", event(1, "notification"))])
+        got = await client.frame()
+        assert got == {"type": "notification", "id": user_event, "channel": "user",
+                       "data": {"n": 1}}
+        ids = await channels.publish(rt, [(appliance, event(2)),
+                                          (appliance, event(3, "telemetry"))])
+        both = sorted([await client.frame(), await client.frame()], key=lambda f: f["type"])
+        assert both == [
+            {"type": "appliance.state", "id": ids[0], "channel": appliance, "data": {"n": 2}},
+            {"type": "telemetry", "channel": appliance, "data": {"n": 3}},  # no id: not held
+        ]
+        pong = await client.request("ping")
+        assert pong["type"] == "pong" and pong["data"] == {}
+
+
+async def test_auth_ok_names_the_user_and_the_expiry(served: Served) -> None:
+    user_id, tokens = await served.user("authok")
+    async with socket(served) as client:
+        ok = await client.auth(tokens)
+    assert ok["type"] == "auth.ok"
+    assert ok["data"]["user_id"] == str(user_id)
+    assert ok["data"]["expires_at"].endswith("+00:00")
+
+
+async def test_only_the_owner_may_subscribe(served: Served) -> None:
+    owner_id, _ = await served.user("owner")
+    _, stranger = await served.user("stranger")
+    theirs = await served.appliance(owner_id)
+    unowned = await served.appliance(None)
+    async with authed(served, stranger) as client:
+        answers = [await client.subscribe(channel) for channel in (
+            f"appliance:{theirs}", f"appliance:{unowned}", f"appliance:{uuid.uuid4()}",
+            f"session:{uuid.uuid4()}", "appliance:not-a-uuid")]
+        for answer, channel in zip(answers, (f"appliance:{theirs}", f"appliance:{unowned}"),
+                                   strict=False):
+            assert answer["channel"] == channel
+        assert {a["type"] for a in answers} == {"error"}
+        assert {a["data"]["code"] for a in answers} == {"not_found"}
+        assert len({a["data"]["message"] for a in answers}) == 1  # existence is not told
+        bad = await client.subscribe("kitchen")
+        assert bad["type"] == "error" and bad["data"]["code"] == "invalid_channel"
+        # Nothing of the owner's reaches the stranger's socket.
+        await channels.publish(served.runtime, [(f"appliance:{theirs}", event(1))])
+        mine = await client.subscribe("user")
+        assert mine["type"] == "subscribed"
+
+
+async def test_since_replays_what_was_missed_then_goes_live(served: Served) -> None:
+    rt = served.runtime
+    user_id, tokens = await served.user("since")
+    appliance = f"appliance:{await served.appliance(user_id)}"
+    ids = await channels.publish(rt, [(appliance, event(n)) for n in range(4)])
+    async with authed(served, tokens) as client:
+        subscribed = await client.subscribe(appliance, since=ids[0])
+        assert subscribed["data"]["last_id"] == ids[3]
+        replayed = [await client.frame() for _ in range(3)]
+        assert [(f["id"], f["data"]["n"]) for f in replayed] == list(
+            zip(ids[1:], range(1, 4), strict=True))
+        [live] = await channels.publish(rt, [(appliance, event(4))])
+        assert (await client.frame())["id"] == live
+
+
+async def test_a_gap_too_old_asks_for_a_resync_and_bad_since_is_refused(served: Served) -> None:
+    user_id, tokens = await served.user("resync")
+    appliance = f"appliance:{await served.appliance(user_id)}"
+    await channels.publish(served.runtime, [(appliance, event(0))])
+    async with authed(served, tokens) as client:
+        subscribed = await client.subscribe(appliance, since="1000-0")
+        assert subscribed["type"] == "subscribed"
+        resync = await client.frame()
+        assert resync == {"type": "resync.required", "channel": appliance,
+                          "data": {"channel": appliance}}
+        for garbage in ("yesterday", "12", "-1-0", "99999999999999-0"):
+            refused = await client.subscribe(appliance, since=garbage)
+            assert refused["type"] == "error", garbage
+            assert refused["data"]["code"] == "invalid_since", garbage
+        # A refused subscribe leaves the channel unsubscribed; subscribing again works.
+        assert (await client.subscribe(appliance))["type"] == "subscribed"
+        [fresh] = await channels.publish(served.runtime, [(appliance, event(1))])
+        assert (await client.until(lambda f: f["type"] == "appliance.state"))["id"] == fresh
+
+
+async def test_unsubscribe_stops_the_channel(served: Served) -> None:
+    rt = served.runtime
+    user_id, tokens = await served.user("unsub")
+    appliance = f"appliance:{await served.appliance(user_id)}"
+    async with authed(served, tokens) as client:
+        await client.subscribe("user")
+        await client.subscribe(appliance)
+        gone = await client.request("unsubscribe", {"channel": appliance})
+        assert gone["type"] == "unsubscribed" and gone["data"] == {"channel": appliance}
+        await channels.publish(rt, [(appliance, event(1))])
+        await channels.publish(rt, [(f"user:{user_id}", event(2, "notification"))])
+        assert (await client.frame())["type"] == "notification"
