@@ -31,6 +31,7 @@ from epicura.appliances.schemas import (
     ApplianceUpdate,
     DesiredConfig,
 )
+from epicura.appliances.sync_models import SENT
 from epicura.auth.models import User
 from epicura.bridge import broker_tasks
 from epicura.bridge.outbox import enqueue_down
@@ -219,6 +220,46 @@ async def alerts(session: AsyncSession, appliance: Appliance, state: str | None,
                  after: tuple[datetime, uuid.UUID] | None, limit: int) -> Sequence[ApplianceAlert]:
     return await repository.alerts(session, appliance.id, state=state, since=appliance.paired_at,
                                    after=after, limit=limit)
+
+
+# --- what the cooking-sessions module calls ---------------------------------------------------
+
+async def owner_of(session: AsyncSession, appliance_id: uuid.UUID) -> uuid.UUID | None:
+    """The owner of a provisioned appliance (None: unowned, unknown or decommissioned)."""
+    appliance = await repository.by_id(session, appliance_id)
+    if appliance is None or appliance.lifecycle != PROVISIONED:
+        return None
+    return appliance.owner_id
+
+
+async def last_seen(session: AsyncSession, appliance_id: uuid.UUID) -> datetime | None:
+    """When the appliance last sent anything (any message, telemetry included)."""
+    appliance = await repository.by_id(session, appliance_id)
+    return None if appliance is None else appliance.last_seen_at
+
+
+async def set_current_session(session: AsyncSession, appliance_id: uuid.UUID,
+                              session_id: uuid.UUID, running: bool) -> None:
+    """A session runs on the appliance (`running`) or has ended: `current_session_id` follows
+    (an ended session clears it only if it is still the current one)."""
+    appliance = await repository.by_id(session, appliance_id)
+    if appliance is None:
+        return
+    if running and appliance.current_session_id != session_id:
+        appliance.current_session_id = session_id
+    elif not running and appliance.current_session_id == session_id:
+        appliance.current_session_id = None
+    else:
+        return
+    appliance.updated_at = clock.utcnow()
+    await session.flush()
+
+
+async def send_to_library(session: AsyncSession, appliance_id: uuid.UUID,
+                          recipe_id: uuid.UUID) -> None:
+    """A recipe sent to the appliance for a session joins its library (`sent`); the caller
+    has checked that the owner may read it."""
+    await library.add_to_library(session, appliance_id, recipe_id, SENT)
 
 
 # --- admin -----------------------------------------------------------------------------------

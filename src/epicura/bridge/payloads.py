@@ -193,6 +193,18 @@ def _is_object(v: Any) -> bool:
     return type(v) is dict
 
 
+def _small_object(max_bytes: int) -> Check:
+    """An object whose JSON is at most `max_bytes` (a session event's `data` is stored per
+    event: the 256 KiB message limit is too much for it)."""
+    def check(v: Any) -> bool:
+        try:
+            return type(v) is dict and len(orjson.dumps(v)) <= max_bytes
+        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits (HTTPS bodies)
+            return False
+
+    return check
+
+
 def _is_list(v: Any) -> bool:
     return type(v) is list
 
@@ -210,6 +222,7 @@ OTA_STATUSES = (
     "rolled_back", "deferred",
 )
 SEQ = _integer(0, 2**53)
+SESSION_DATA_MAX_BYTES = 16 * 1024
 
 # kind → {field: (required, check)}; fields not listed are ignored (newer firmware may add some).
 BODIES: dict[str, dict[str, tuple[bool, Check]]] = {
@@ -243,7 +256,7 @@ BODIES: dict[str, dict[str, tuple[bool, Check]]] = {
         "recipe_version": (False, _optional(_integer(1, 2**31))),
         "servings": (False, _optional(_number(0.01, 1000))),
         "step_index": (False, _optional(_integer(0, 10_000))),
-        "data": (False, _optional(_is_object)),
+        "data": (False, _optional(_small_object(SESSION_DATA_MAX_BYTES))),
     },
     "alert": {
         "alert_id": (True, _text(64)),

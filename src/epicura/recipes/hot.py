@@ -40,6 +40,7 @@ def head_etag(head: dict[str, Any]) -> str:
         head["current_version"],
         head["updated_at"].isoformat(),
         head["rating_count"],
+        head["rating_avg"],
         head["cooked_count"],
         head["favorite_count"],
     )

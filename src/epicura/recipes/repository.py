@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import case, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from epicura.kit.textsearch import fold
@@ -99,6 +99,31 @@ async def remove_favorite(session: AsyncSession, user_id: uuid.UUID, recipe_id: 
         .values(favorite_count=Recipe.favorite_count - 1)
     )
     return True
+
+
+async def add_cooked(session: AsyncSession, recipe_id: uuid.UUID) -> None:
+    await session.execute(
+        update(Recipe).where(Recipe.id == recipe_id)
+        .values(cooked_count=Recipe.cooked_count + 1)
+    )
+
+
+async def change_rating(
+    session: AsyncSession, recipe_id: uuid.UUID, old: int | None, new: int | None
+) -> None:
+    """Replace one rating `old` by `new` (either None: a rating added or withdrawn) in one
+    statement, so concurrent raters never lose each other's update. The sum of the ratings is
+    an integer: `round(avg × count)` recovers it exactly from the stored mean."""
+    added = (new is not None) - (old is not None)
+    count = Recipe.rating_count + added
+    total = func.round(func.coalesce(Recipe.rating_avg, 0.0) * Recipe.rating_count) \
+        + (new or 0) - (old or 0)
+    await session.execute(
+        update(Recipe).where(Recipe.id == recipe_id).values(
+            rating_count=count,
+            rating_avg=case((count <= 0, None), else_=total * 1.0 / count),
+        )
+    )
 
 
 async def tag_counts(session: AsyncSession, limit: int) -> list[tuple[str, int]]:

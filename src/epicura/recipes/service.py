@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from epicura.auth.models import ROLE_ADMIN, User
 from epicura.kit import audit, clock
 from epicura.kit.errors import Forbidden, NotFound, ProblemError
-from epicura.recipes import repository
+from epicura.kit.runtime import Runtime
+from epicura.recipes import cache, repository
 from epicura.recipes.diff import diff_contents
 from epicura.recipes.models import ARCHIVED, DRAFT, PUBLIC, PUBLISHED, Recipe, RecipeVersion
 from epicura.recipes.rules import profile_key, program_violations
@@ -342,3 +343,39 @@ async def tag_counts(session: AsyncSession, limit: int = 200) -> list[tuple[str,
 
 async def capability_profiles(session: AsyncSession) -> list[CapabilityProfile]:
     return list((await profiles_by_key(session)).values())
+
+
+# --- what the cooking-sessions module calls ---------------------------------------------------
+
+async def pinned_content(
+    session: AsyncSession, recipe_id: uuid.UUID, number: int
+) -> dict[str, Any] | None:
+    """A version's content, without an access check: for a caller that checked access when it
+    pinned the version (versions are immutable and never deleted while referenced)."""
+    if not 1 <= number < 2**31:
+        return None
+    row = await repository.version(session, recipe_id, number)
+    return None if row is None else row.content
+
+
+async def current_title(session: AsyncSession, recipe_id: uuid.UUID) -> str | None:
+    recipe = await repository.recipe(session, recipe_id)
+    return None if recipe is None else recipe.title
+
+
+async def count_cooked(rt: Runtime, session: AsyncSession, recipe_id: uuid.UUID) -> None:
+    """A cooking session of the recipe completed: `cooked_count` + 1 (list and detail caches
+    are told once the transaction commits)."""
+    await repository.add_cooked(session, recipe_id)
+    cache.changed(rt, session, recipe_id)
+
+
+async def change_rating(
+    rt: Runtime, session: AsyncSession, recipe_id: uuid.UUID, old: int | None, new: int | None
+) -> None:
+    """A cook rated a session of the recipe (`new`), replacing their earlier rating (`old`);
+    None for no rating. Keeps `rating_avg` and `rating_count` over one rating per session."""
+    if old == new:
+        return
+    await repository.change_rating(session, recipe_id, old, new)
+    cache.changed(rt, session, recipe_id)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from epicura.telemetry.aggregate import mean, merge
@@ -177,3 +177,40 @@ async def series_json_sqlite(session: AsyncSession, q: SeriesQuery) -> bytes:
     read = _raw_points if q.resolution == "raw" else _rollup_points
     return orjson.dumps(await read(session, q))
 
+
+
+# Cooking-session figures (both databases) --------------------------------------------------------
+
+# A sample stands for the time until the next one, at most this long (a gap in the data is not
+# assumed to have heated); the last sample stands for one period at 1 Hz.
+SAMPLE_SPAN_MAX_S = 5.0
+SAMPLE_PERIOD_S = 1.0
+
+
+async def session_figures(session: AsyncSession, appliance_id: uuid.UUID,
+                          session_id: uuid.UUID, start: datetime,
+                          end: datetime) -> tuple[int, float | None, float | None, float | None]:
+    """(samples, peak and mean bowl temperature, heater energy in Wh) of the appliance's samples
+    between `start` and `end` that belong to the session or to none, in one statement."""
+    sample = TelemetrySample
+    following = func.lead(sample.t).over(order_by=sample.t)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    span: ColumnElement[Any] = (
+        func.extract("epoch", following - sample.t) if postgres
+        else (func.julianday(following) - func.julianday(sample.t)) * 86400.0)
+    rows = select(sample.bowl_temp_c, sample.heater_w, span.label("span")).where(
+        sample.appliance_id == appliance_id, sample.t >= start, sample.t <= end,
+        (sample.session_id == session_id) | sample.session_id.is_(None),
+    ).subquery()
+    shortest = func.least if postgres else func.min  # SQLite's two-argument min is scalar
+    weight = shortest(func.coalesce(rows.c.span, SAMPLE_PERIOD_S), SAMPLE_SPAN_MAX_S)
+    found = (await session.execute(select(
+        func.count(), func.max(rows.c.bowl_temp_c), func.avg(rows.c.bowl_temp_c),
+        func.sum(rows.c.heater_w * weight) / 3600.0,
+    ))).one()
+    count, peak, mean_c, energy = found
+    return (int(count), _float(peak), _float(mean_c), _float(energy))
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -170,3 +170,21 @@ async def latest(session: AsyncSession, user: User, appliance_id: uuid.UUID) -> 
     if found is None:
         raise NoTelemetry()
     return found
+
+
+@dataclass(frozen=True)
+class SessionFigures:
+    samples: int
+    peak_temp_c: float | None
+    mean_temp_c: float | None
+    energy_wh: float | None
+
+
+async def session_figures(session: AsyncSession, appliance_id: uuid.UUID,
+                          session_id: uuid.UUID, start: datetime,
+                          end: datetime) -> SessionFigures:
+    """What a cooking session's summary says of its telemetry: the appliance's samples from
+    `start` to `end` tagged with the session (or untagged), peak and mean bowl temperature and
+    the heater's energy (its power integrated over the samples)."""
+    return SessionFigures(*await repository.session_figures(
+        session, appliance_id, session_id, start, end))
