@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from epicura.bridge import ingest
 from epicura.bridge.payloads import DeviceMessage, parse
 from epicura.config import Settings
 from epicura.kit import clock
+from epicura.kit.jobs import JobContext
 from epicura.kit.runtime import Runtime
 from epicura.realtime import channels, outbox
 from epicura.realtime.outbox import OutboxEvent
@@ -40,8 +42,10 @@ def alert(device: uuid.UUID, alert_id: str, state: str = "raised") -> DeviceMess
 
 
 async def queued(rt: Runtime) -> list[tuple[str, str, dict[str, Any]]]:
+    """The events still waiting for the relay."""
     async with rt.db.sessions() as session:
-        rows = (await session.scalars(select(OutboxEvent).order_by(OutboxEvent.id))).all()
+        rows = (await session.scalars(select(OutboxEvent).where(OutboxEvent.relayed_at.is_(None))
+                                      .order_by(OutboxEvent.id))).all()
         return [(row.channel, row.type, row.data) for row in rows]
 
 
@@ -110,3 +114,36 @@ async def test_consumers_see_the_rows_inside_the_relay_transaction(rt: Runtime) 
     finally:
         outbox._consumers.remove(consumer)
     assert seen == ["session.awaiting_user"]
+
+
+async def test_one_relay_at_a_time_keeps_commit_order(rt: Runtime) -> None:
+    channel = f"user:{uuid.uuid4()}"
+    mark = await channels.last_id(rt, channel)
+    async with rt.db.transaction() as session:
+        outbox.record(session, channel, "session.finished", {"n": 1})
+    async with rt.db.sessions() as holder, holder.begin():
+        assert await holder.scalar(outbox._RELAY_LOCK)  # another relay's turn
+        assert await outbox.relay_once(rt) == 0
+        assert len(await queued(rt)) == 1
+    assert await outbox.relay_once(rt) == 1
+    held = await channels.replay(rt, channel, mark)
+    assert held is not None and [e["data"]["n"] for e in held] == [1]
+
+
+async def test_relayed_rows_are_kept_a_day_then_pruned(rt: Runtime) -> None:
+    async with rt.db.transaction() as session:
+        outbox.record(session, f"user:{uuid.uuid4()}", "alert", {"n": 1})
+        outbox.record(session, f"user:{uuid.uuid4()}", "alert", {"n": 2})
+    assert await outbox.relay_once(rt, limit=1) == 1
+    context = JobContext(db=rt.db, sealer=rt.sealer)
+    await outbox.prune_relayed(context)
+    assert await total(rt) == 2  # relayed a moment ago: kept
+    with clock.frozen(clock.utcnow() + timedelta(seconds=outbox.KEEP_RELAYED_S + 60)):
+        await outbox.prune_relayed(context)
+    assert await total(rt) == 1
+    assert [d["n"] for _c, _t, d in await queued(rt)] == [2]  # pending: never pruned
+
+
+async def total(rt: Runtime) -> int:
+    async with rt.db.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(OutboxEvent)) or 0)

@@ -18,6 +18,7 @@ depends_on = None
 
 TS = sa.DateTime(timezone=True)
 JSONB = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+PENDING = sa.text("relayed_at IS NULL")
 
 
 def upgrade() -> None:
@@ -29,8 +30,12 @@ def upgrade() -> None:
         sa.Column("type", sa.String(64), nullable=False),
         sa.Column("data", JSONB, nullable=False),
         sa.Column("created_at", TS, nullable=False),
+        sa.Column("relayed_at", TS),
         sa.PrimaryKeyConstraint("id", name="pk_event_outbox"),
     )
+    # The relay reads the pending rows in order; relayed ones wait a day for the prune.
+    op.create_index("ix_event_outbox_pending", "event_outbox", ["id"],
+                    postgresql_where=PENDING, sqlite_where=PENDING)
 
 
 def downgrade() -> None:
