@@ -7,22 +7,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from epicura.kit.pagination import InvalidCursor, decode_cursor, encode_cursor
+from epicura.kit.pagination import decode_time_id, encode_time_id
 
 RowT = TypeVar("RowT")
 
 
 def after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    position = decode_cursor(cursor)
-    if position is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(position["t"])
-        if moment.tzinfo is None:
-            raise ValueError("naive time in cursor")
-        return moment, uuid.UUID(position["i"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InvalidCursor() from exc
+    return decode_time_id(cursor)
 
 
 def next_cursor(rows: Sequence[RowT], limit: int,
@@ -33,4 +24,4 @@ def next_cursor(rows: Sequence[RowT], limit: int,
     moment, last_id = key(rows[limit - 1])
     if moment is None:
         return None
-    return encode_cursor({"t": moment.isoformat(), "i": str(last_id)})
+    return encode_time_id(moment, last_id)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -41,3 +43,21 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if not isinstance(position, dict):
         raise InvalidCursor()
     return position
+
+
+def encode_time_id(moment: datetime, item_id: uuid.UUID) -> str:
+    """The cursor of a list ordered by (time, id): the last item's pair."""
+    return encode_cursor({"t": moment.isoformat(), "i": str(item_id)})
+
+
+def decode_time_id(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(position["t"])
+        if moment.tzinfo is None:
+            raise ValueError("naive time in cursor")
+        return moment, uuid.UUID(position["i"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InvalidCursor() from exc

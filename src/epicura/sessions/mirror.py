@@ -65,9 +65,11 @@ async def on_session_event(ctx: HandlerContext, message: DeviceMessage) -> None:
         if await appliances_service.owner_of(db, message.device_id) is None:
             _refuse("no_owner", message)
             return
+        if body.get("recipe_id") is None or body.get("recipe_version") is None:
+            await _log(db, message, now)  # waits for the event that names the recipe
+            return
         row = await _create(db, message, session_id, now)
         if row is None:
-            await _log(db, message, now)  # waits for the event that names the recipe
             return
         created = True
     if row.appliance_id != message.device_id:
@@ -109,10 +111,9 @@ async def _log(db: AsyncSession, message: DeviceMessage, now: datetime) -> bool:
 
 async def _create(db: AsyncSession, message: DeviceMessage, session_id: uuid.UUID,
                   now: datetime) -> CookingSession | None:
-    """The session of an appliance-started cook, or None while no event named its recipe."""
+    """The session of an appliance-started cook (None: refused, the recipe version is not one
+    its owner can read)."""
     body = message.body
-    if body.get("recipe_id") is None or body.get("recipe_version") is None:
-        return None
     owner_id = await appliances_service.owner_of(db, message.device_id)
     assert owner_id is not None
     recipe_id = uuid.UUID(body["recipe_id"])

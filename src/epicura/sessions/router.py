@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 import orjson
@@ -15,7 +14,14 @@ from epicura.auth.access import CurrentUser, NotAuthenticated
 from epicura.auth.router import json_only
 from epicura.kit import clock
 from epicura.kit.errors import NotFound, ValidationFailed, responses
-from epicura.kit.pagination import InvalidCursor, Page, decode_cursor, encode_cursor
+from epicura.kit.pagination import (
+    InvalidCursor,
+    Page,
+    decode_cursor,
+    decode_time_id,
+    encode_cursor,
+    encode_time_id,
+)
 from epicura.kit.runtime import ClientIp, DbSession, RuntimeDep
 from epicura.sessions import repository, service
 from epicura.sessions.schemas import (
@@ -64,26 +70,12 @@ async def list_sessions(
     """The caller's sessions, newest first; `from`/`to` bound their creation time."""
     filters = repository.Filters(user_id=user.id, appliance_id=appliance_id, status=status,
                                  recipe_id=recipe_id, start=start, end=end)
-    rows = await service.history(db, filters, _created_after(cursor), limit + 1)
+    rows = await service.history(db, filters, decode_time_id(cursor), limit + 1)
     viewer = service.Viewer(db, clock.utcnow())
     last = rows[limit - 1] if len(rows) > limit else None
     return Page[SessionOut](
         items=[await viewer.view(row) for row in rows[:limit]],
-        next_cursor=None if last is None else encode_cursor(
-            {"t": last.created_at.isoformat(), "i": str(last.id)}))
-
-
-def _created_after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    position = decode_cursor(cursor)
-    if position is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(position["t"])
-        if moment.tzinfo is None:
-            raise ValueError("naive time in cursor")
-        return moment, uuid.UUID(position["i"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InvalidCursor() from exc
+        next_cursor=None if last is None else encode_time_id(last.created_at, last.id))
 
 
 @router.get("/stats", response_model=SessionStats, responses=responses(NotAuthenticated))

@@ -31,7 +31,7 @@ class SessionUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rating: Annotated[int, Field(ge=1, le=5)] | None = Field(
+    rating: Annotated[int, Field(ge=1, le=5, strict=True)] | None = Field(
         default=None, description="1 to 5, once the session has ended (409 `session_not_finished`"
                                   " before)")
     notes: Annotated[str, StringConstraints(max_length=NOTES_MAX)] | None = None
