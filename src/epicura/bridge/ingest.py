@@ -61,11 +61,22 @@ async def store_batch(rt: Runtime, messages: Sequence[DeviceMessage],
     rows = await prepare_rows(rt, messages)
     async with rt.db.sessions() as session, session.begin():
         outcome = await ingest(rt, session, messages, now, rows)
+    await _after_commit(session)
     if outcome.durable:
         outbox.wake(rt)
     recently_seen.remember(outcome.seen)
     observe_committed(outcome, clock.utcnow())
     return outcome
+
+
+async def _after_commit(session: AsyncSession) -> None:
+    """What handlers' services asked to run once committed (`kit.runtime.after_commit`, e.g. a
+    recipe cache invalidation), as a request's boundary runs it. Best effort."""
+    for callback in session.info.pop("after_commit", ()):
+        try:
+            await callback()
+        except Exception:
+            log.exception("after_commit_callback_failed")
 
 
 async def prepare_rows(rt: Runtime, messages: Sequence[DeviceMessage]) -> list[tuple[Any, ...]]:
