@@ -100,10 +100,10 @@ def message(appliance_id: uuid.UUID, body: dict[str, Any], kind: str = "session"
 
 
 async def send(svc: Service, appliance_id: uuid.UUID, *bodies: dict[str, Any],
-               now: datetime | None = None) -> ingest.Outcome:
+               kind: str = "session", now: datetime | None = None) -> ingest.Outcome:
     """Through the ingest pipeline (as the bridge stores a batch)."""
-    return await ingest.store_batch(svc.runtime, [message(appliance_id, b) for b in bodies],
-                                    now=now)
+    return await ingest.store_batch(
+        svc.runtime, [message(appliance_id, b, kind) for b in bodies], now=now)
 
 
 async def stored(svc: Service, session_id: uuid.UUID | str) -> CookingSession:
