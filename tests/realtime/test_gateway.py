@@ -3,14 +3,19 @@ of the owner only, live events from the bus, `since` replay, and replies to ever
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
 from epicura.realtime import channels
-from tests.realtime.ws_support import Served, authed, socket
+from tests.bridge.ingest_support import wait_until
+from tests.realtime.ws_support import Client, Served, authed, socket
 
 pytestmark = pytest.mark.anyio
+
+
+FLOW_EVENTS = 150
 
 
 def event(n: int, kind: str = "appliance.state") -> dict[str, object]:
@@ -123,3 +128,61 @@ async def test_unsubscribe_stops_the_channel(served: Served) -> None:
         await channels.publish(rt, [(appliance, event(1))])
         await channels.publish(rt, [(f"user:{user_id}", event(2, "notification"))])
         assert (await client.frame())["type"] == "notification"
+
+
+async def test_subscribing_while_events_flow_loses_and_repeats_nothing(served: Served) -> None:
+    """Live events are buffered while the replay is read: every event after `since` (or after
+    `last_id`) arrives exactly once and in order, whatever was in flight."""
+    rt = served.runtime
+    user_id, tokens = await served.user("flow")
+    appliance = f"appliance:{await served.appliance(user_id)}"
+    published: list[str] = []
+
+    async def publisher() -> None:
+        for n in range(FLOW_EVENTS):
+            published.extend(await channels.publish(rt, [(appliance, event(n))]))
+            await asyncio.sleep(0.005)  # a steady flow (pacing, not synchronisation)
+
+    task = asyncio.create_task(publisher())
+    try:
+        await wait_until(lambda: _at_least(published, 10), 20, "the first events")
+        async with authed(served, tokens) as resumed, authed(served, tokens) as fresh:
+            since = published[4]
+            await resumed.subscribe(appliance, since=since)
+            subscribed = await fresh.subscribe(appliance)
+            last_id = subscribed["data"]["last_id"]
+            await task
+            final = published[-1]
+            resumed_ids = await _ids_until(resumed, final)
+            fresh_ids = await _ids_until(fresh, final) if last_id != final else []
+    finally:
+        await task
+    assert len(published) == FLOW_EVENTS
+    assert resumed_ids == published[5:]
+    assert fresh_ids == published[published.index(last_id) + 1:]
+
+
+async def _at_least(items: list[str], count: int) -> bool:
+    return len(items) >= count
+
+
+async def _ids_until(client: Client, final: str) -> list[str]:
+    ids: list[str] = []
+    while not ids or ids[-1] != final:
+        ids.append((await client.frame())["id"])
+    return ids
+
+
+async def test_too_many_subscriptions(served: Served) -> None:
+    served.limit(max_subscriptions=2)
+    user_id, tokens = await served.user("manysubs")
+    appliances = [f"appliance:{await served.appliance(user_id)}" for _ in range(2)]
+    async with authed(served, tokens) as client:
+        assert (await client.subscribe("user"))["type"] == "subscribed"
+        assert (await client.subscribe(appliances[0]))["type"] == "subscribed"
+        assert (await client.subscribe("user"))["type"] == "subscribed"  # again: replaces
+        refused = await client.subscribe(appliances[1])
+        assert refused["type"] == "error"
+        assert refused["data"]["code"] == "too_many_subscriptions"
+        await client.request("unsubscribe", {"channel": "user"})
+        assert (await client.subscribe(appliances[1]))["type"] == "subscribed"

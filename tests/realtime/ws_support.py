@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx2
@@ -17,7 +18,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from epicura.app import create_app
+from epicura.appliances.models import Appliance
 from epicura.config import Settings
+from epicura.kit import clock
 from epicura.kit.runtime import Runtime
 from epicura.realtime.hub import Hub, hub_of
 from epicura.realtime.protocol import UVICORN_WS_OPTIONS, Limits
@@ -61,7 +64,13 @@ class Served:
         return uuid.UUID(me.json()["id"]), tokens
 
     async def appliance(self, owner_id: uuid.UUID | None) -> uuid.UUID:
+        """A provisioned appliance, paired to `owner_id` (rows written directly)."""
         [appliance_id] = await make_appliances(self.runtime, 1, owner_id)
+        if owner_id is not None:
+            async with self.runtime.db.transaction() as session:
+                appliance = await session.get(Appliance, appliance_id)
+                assert appliance is not None
+                appliance.paired_at = clock.utcnow() - timedelta(seconds=1)
         return appliance_id
 
 

@@ -96,9 +96,9 @@ class Socket:
     async def _closed(self) -> None:
         code = self.connection.close_code
         if code is None:
-            metrics.closes.labels(str(self.client_code or 1006), "client").inc()
+            metrics.closes.labels(str(self.client_code or 1006)).inc()
             return
-        metrics.closes.labels(str(code), "server").inc()
+        metrics.closes.labels(str(code)).inc()
         # A client that does not read may never take the close frame: do not wait for ever.
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.limits.close_timeout_s):

@@ -16,8 +16,8 @@ events_sent = Counter(
 )
 closes = Counter(
     "epicura_websocket_closes_total",
-    "Closed sockets, by close code and by who closed (server or client)",
-    ("code", "by"), registry=registry,
+    "Closed sockets, by close code (the server's, the client's, or 1006 when none came)",
+    ("code",), registry=registry,
 )
 overflows = Counter(
     "epicura_websocket_send_queue_overflows_total",
