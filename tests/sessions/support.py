@@ -17,7 +17,7 @@ from epicura.bridge.payloads import DeviceMessage, validate
 from epicura.kit import clock
 from epicura.recipes.models import Recipe
 from epicura.sessions.models import CookingSession, SessionEvent
-from tests.bridge.ingest_support import make_appliances
+from tests.bridge.ingest_support import make_appliances, wait_until
 from tests.support import API, Service, bearer
 
 # Chop 5 s, add the tomatoes (the cook), cook 900 s, blend 60 s.
@@ -95,6 +95,15 @@ def event(session_id: uuid.UUID | str, seq: Any, type_: str, **fields: Any) -> d
             "seq": seq, "type": type_, **fields}
 
 
+def telemetry(session_id: uuid.UUID | str | None,
+              samples: list[dict[str, Any]]) -> dict[str, Any]:
+    body: dict[str, Any] = {"v": 1, "id": str(uuid.uuid4()), "ts": samples[-1]["t"],
+                            "seq": 1, "boot_id": "boot-1", "samples": samples}
+    if session_id is not None:
+        body["session_id"] = str(session_id)
+    return body
+
+
 def message(appliance_id: uuid.UUID, body: dict[str, Any], kind: str = "session") -> DeviceMessage:
     return validate(appliance_id, kind, body, now_ms())
 
@@ -133,3 +142,24 @@ async def appliance_row(svc: Service, appliance_id: uuid.UUID) -> Appliance:
         row = await session.get(Appliance, appliance_id)
         assert row is not None
         return row
+
+
+class Heard:
+    """Every event the bus delivers (as the WebSocket gateway receives them)."""
+
+    def __init__(self, svc: Service) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+        svc.runtime.bus.subscribe_all(lambda channel, payload: self.seen.append(
+            (channel, payload)))
+
+    def of(self, event_type: str, channel: str | None = None) -> list[dict[str, Any]]:
+        return [payload["data"] for c, payload in self.seen
+                if payload.get("type") == event_type and channel in (None, c)]
+
+    async def wait_for(self, event_type: str, channel: str, count: int = 1) -> list[
+            dict[str, Any]]:
+        async def arrived() -> bool:
+            return len(self.of(event_type, channel)) >= count
+
+        await wait_until(arrived, 15, f"{count} × {event_type} on {channel}")
+        return self.of(event_type, channel)

@@ -10,18 +10,10 @@ from typing import Any
 import pytest
 
 from epicura.kit import clock
-from tests.sessions.support import Cook, cook, event, send
+from tests.sessions.support import Cook, cook, event, send, telemetry
 from tests.support import API, Service
 
 pytestmark = pytest.mark.anyio
-
-
-def telemetry(session_id: uuid.UUID | str | None, samples: list[dict[str, Any]]) -> dict[str, Any]:
-    body: dict[str, Any] = {"v": 1, "id": str(uuid.uuid4()), "ts": samples[-1]["t"],
-                            "seq": 1, "boot_id": "boot-1", "samples": samples}
-    if session_id is not None:
-        body["session_id"] = str(session_id)
-    return body
 
 
 async def test_the_summary_is_computed_from_the_sessions_samples(api: Service) -> None:
