@@ -186,3 +186,26 @@ async def test_too_many_subscriptions(served: Served) -> None:
         assert refused["data"]["code"] == "too_many_subscriptions"
         await client.request("unsubscribe", {"channel": "user"})
         assert (await client.subscribe(appliances[1]))["type"] == "subscribed"
+
+
+async def test_after_the_bus_reconnects_subscriptions_catch_up(served: Served) -> None:
+    """While the bus listener is away, events are missed on this instance; once it is back each
+    subscription is caught up from the held events: nothing lost, nothing twice. (The listener's
+    loss is signalled as the bus does it: `ready` cleared, then the reset handlers.)"""
+    rt = served.runtime
+    user_id, tokens = await served.user("reset")
+    appliance = f"appliance:{await served.appliance(user_id)}"
+    async with authed(served, tokens) as client:
+        await client.subscribe(appliance)
+        [before] = await channels.publish(rt, [(appliance, event(0))])
+        assert (await client.frame())["id"] == before
+        rt.bus.ready.clear()
+        served.hub.on_bus_reset()
+        listeners, rt.bus._any_handlers = rt.bus._any_handlers, []  # this instance hears none
+        during = await channels.publish(rt, [(appliance, event(n)) for n in (1, 2)])
+        await channels.publish(rt, [(appliance, event(3, "telemetry"))])  # lost: not held
+        rt.bus._any_handlers = listeners
+        rt.bus.ready.set()
+        [after] = await channels.publish(rt, [(appliance, event(4))])
+        frames = [await client.frame() for _ in range(3)]
+        assert [f["id"] for f in frames] == [*during, after]
