@@ -6,6 +6,13 @@ and send loses nothing and a rollback sends nothing. Workers claim due jobs with
 mid-job leaves it to be claimed again when the lease ends), retry failures with exponential
 backoff and jitter, and park a job as `dead` after its last attempt. Secrets a job needs (an
 e-mailed link) are stored sealed, never in clear.
+
+A job may carry a `key`: enqueueing the same key again adds nothing, so a producer that runs
+twice (an outbox relay retried after a crash) queues one job. Each run is bounded by a timeout
+(per job, else per kind, else `DEFAULT_TIMEOUT_S`), always shorter than the lease, so a hung
+handler fails and is retried instead of being run twice at once. A handler raises `RetryLater`
+to be retried no earlier than a provider asked (`Retry-After`), and `Permanent` to go straight
+to `dead` (retrying cannot help).
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Index, String, Text, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from epicura.kit import clock
 from epicura.kit.db import Base, Database, uuid_pk
+from epicura.kit.ids import uuid7
 from epicura.kit.security import Sealer
 
 log = structlog.get_logger("epicura.jobs")
@@ -35,7 +45,22 @@ DEFAULT_MAX_ATTEMPTS = 8
 BACKOFF_FIRST_S = 1.0
 BACKOFF_CAP_S = 300.0
 LEASE_S = 120
+DEFAULT_TIMEOUT_S = 60.0
+MAX_TIMEOUT_S = LEASE_S - 15.0  # a timed-out run has finished before its lease can expire
 SEALED_KEY = "_sealed"
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, DEAD)
+
+
+class RetryLater(Exception):
+    """Raised by a handler: retry, but not before `after_s` (a provider's `Retry-After`)."""
+
+    def __init__(self, after_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.after_s = after_s
+
+
+class Permanent(Exception):
+    """Raised by a handler: this job can never succeed; park it as `dead` at once."""
 
 
 class Job(Base):
@@ -53,20 +78,57 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    timeout_s: Mapped[float | None]
 
 
 Handler = Callable[["JobContext", dict[str, Any]], Awaitable[None]]
 _handlers: dict[str, Handler] = {}
+_timeouts: dict[str, float] = {}
 
 
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register the coroutine that runs jobs of `kind`."""
+def _checked_timeout(timeout_s: float) -> float:
+    if not 0 < timeout_s <= MAX_TIMEOUT_S:
+        raise ValueError(f"a job timeout is between 0 and {MAX_TIMEOUT_S} s")
+    return float(timeout_s)
+
+
+def handler(kind: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Callable[[Handler], Handler]:
+    """Register the coroutine that runs jobs of `kind`, each run bounded by `timeout_s`."""
+    _timeouts[kind] = _checked_timeout(timeout_s)
 
     def register(fn: Handler) -> Handler:
         _handlers[kind] = fn
         return fn
 
     return register
+
+
+def new_job(kind: str, payload: dict[str, Any], *, delay_s: float = 0,
+            max_attempts: int = DEFAULT_MAX_ATTEMPTS, key: str | None = None,
+            timeout_s: float | None = None) -> dict[str, Any]:
+    """The column values of a queued job (for `add_once`, which inserts without an Enqueuer)."""
+    now = clock.utcnow()
+    return {
+        "id": uuid7(), "kind": kind, "payload": payload, "state": QUEUED, "attempts": 0,
+        "max_attempts": max_attempts, "run_at": now + timedelta(seconds=delay_s),
+        "created_at": now, "key": key,
+        "timeout_s": None if timeout_s is None else _checked_timeout(timeout_s),
+    }
+
+
+async def add_once(session: AsyncSession, kind: str, payload: dict[str, Any], *, key: str,
+                   delay_s: float = 0, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                   timeout_s: float | None = None) -> bool:
+    """Queue a job in the caller's transaction unless a job with `key` exists (in any state);
+    True when this call queued it. No secrets here: use `Enqueuer.enqueue` for those."""
+    values = new_job(kind, payload, delay_s=delay_s, max_attempts=max_attempts, key=key,
+                     timeout_s=timeout_s)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    result = await session.execute(
+        insert(Job).values(**values).on_conflict_do_nothing(index_elements=["key"])
+        .returning(Job.id))
+    return result.scalar() is not None
 
 
 @dataclass
@@ -92,23 +154,25 @@ class Enqueuer:
         secrets: dict[str, Any] | None = None,
         delay_s: float = 0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout_s: float | None = None,
     ) -> Job:
-        now = clock.utcnow()
         body = dict(payload)
         if secrets:
             body[SEALED_KEY] = self.sealer.seal(secrets)
-        job = Job(
-            kind=kind,
-            payload=body,
-            state=QUEUED,
-            attempts=0,
-            max_attempts=max_attempts,
-            run_at=now + timedelta(seconds=delay_s),
-            created_at=now,
-        )
+        job = Job(**new_job(kind, body, delay_s=delay_s, max_attempts=max_attempts,
+                            timeout_s=timeout_s))
         session.add(job)
         self.wakeup.set()
         return job
+
+    async def enqueue_once(self, session: AsyncSession, kind: str, payload: dict[str, Any], *,
+                           key: str, delay_s: float = 0,
+                           max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> bool:
+        """`add_once`, and wake this process's runner."""
+        added = await add_once(session, kind, payload, key=key, delay_s=delay_s,
+                               max_attempts=max_attempts)
+        self.wakeup.set()
+        return added
 
 
 def backoff_s(attempts: int) -> float:
@@ -149,35 +213,58 @@ async def claim(db: Database, *, limit: int = 10) -> list[Job]:
         return list(jobs)
 
 
-async def _finish(db: Database, job: Job, error: str | None) -> None:
+@dataclass(frozen=True)
+class Outcome:
+    error: str | None = None
+    not_before_s: float = 0.0  # a provider's Retry-After
+    permanent: bool = False
+
+
+async def _finish(db: Database, job: Job, outcome: Outcome) -> None:
     now = clock.utcnow()
     values: dict[str, Any]
+    error = outcome.error
     if error is None:
         # The payload may hold sealed secrets: nothing of it is kept once the job is done.
         values = {"state": SUCCEEDED, "finished_at": now, "locked_until": None, "payload": {}}
-    elif job.attempts >= job.max_attempts:
+    elif outcome.permanent or job.attempts >= job.max_attempts:
         values = {"state": DEAD, "finished_at": now, "locked_until": None, "last_error": error}
     else:
-        retry_at = now + timedelta(seconds=backoff_s(job.attempts))
+        wait_s = max(backoff_s(job.attempts), outcome.not_before_s)
+        retry_at = now + timedelta(seconds=wait_s)
         values = {"state": FAILED, "run_at": retry_at, "locked_until": None, "last_error": error}
     async with db.transaction() as session:
-        await session.execute(update(Job).where(Job.id == job.id).values(**values))
+        # Only while this runner still holds it (a run is shorter than its lease).
+        await session.execute(update(Job).where(Job.id == job.id, Job.state == RUNNING)
+                              .values(**values))
+
+
+def timeout_of(job: Job) -> float:
+    return job.timeout_s or _timeouts.get(job.kind, DEFAULT_TIMEOUT_S)
 
 
 async def run_one(ctx: JobContext, job: Job) -> None:
     fn = _handlers.get(job.kind)
-    error: str | None = None
+    outcome = Outcome()
     if fn is None:
-        error = f"no handler for job kind {job.kind!r}"
+        outcome = Outcome(error=f"no handler for job kind {job.kind!r}")
     else:
         payload = dict(job.payload)
         sealed = payload.pop(SEALED_KEY, None)
         if isinstance(sealed, str):
             payload.update(ctx.sealer.unseal(sealed))
         try:
-            await fn(ctx, payload)
+            async with asyncio.timeout(timeout_of(job)):
+                await fn(ctx, payload)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:2000]
+            text = f"{type(exc).__name__}: {exc}"[:2000]
+            if isinstance(exc, TimeoutError):
+                text = f"timed out after {timeout_of(job):g} s"
+            outcome = Outcome(
+                error=text,
+                not_before_s=exc.after_s if isinstance(exc, RetryLater) else 0.0,
+                permanent=isinstance(exc, Permanent),
+            )
             log.warning(
                 "job_failed",
                 job_id=str(job.id),
@@ -185,7 +272,7 @@ async def run_one(ctx: JobContext, job: Job) -> None:
                 attempt=job.attempts,
                 error=type(exc).__name__,
             )
-    await _finish(ctx.db, job, error)
+    await _finish(ctx.db, job, outcome)
 
 
 async def run_due(ctx: JobContext, *, limit: int = 10) -> int:
@@ -212,6 +299,22 @@ async def run_forever(ctx: JobContext, wakeup: asyncio.Event, *, idle_s: float =
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(idle_s):
                 await wakeup.wait()
+
+
+async def listing(session: AsyncSession, *, state: str | None,
+                  after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[Job]:
+    """Jobs newest first, optionally of one state, after a (created_at, id) position."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if after is not None:
+        query = query.where(or_(Job.created_at < after[0],
+                                (Job.created_at == after[0]) & (Job.id < after[1])))
+    return list((await session.scalars(query)).all())
+
+
+async def get(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
+    return await session.get(Job, job_id)
 
 
 async def retry(session: AsyncSession, job_id: uuid.UUID) -> bool:
