@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from starlette.routing import BaseRoute, Match, Mount, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from epicura.admin.jobs_router import router as admin_jobs_router
 from epicura.admin.router import router as admin_router
 from epicura.appliances.admin_router import router as appliances_admin_router
 from epicura.appliances.device_router import router as device_router
@@ -24,6 +25,7 @@ from epicura.appliances.sync_router import router as device_sync_router
 from epicura.auth.router import auth_router, oauth_router, users_router
 from epicura.bridge.device_ingest_router import router as device_ingest_router
 from epicura.kit.errors import ProblemError, render
+from epicura.notifications.router import inbox_router, push_router
 from epicura.realtime.gateway import router as realtime_router
 from epicura.recipes.hot_routes import hot_routes as recipe_hot_routes
 from epicura.recipes.images_router import router as images_router
@@ -47,6 +49,9 @@ MODULE_ROUTERS = (
     device_ingest_router,
     device_sync_router,
     admin_router,
+    admin_jobs_router,
+    push_router,
+    inbox_router,
     appliances_router,
     device_router,
     appliances_admin_router,

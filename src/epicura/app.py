@@ -25,6 +25,8 @@ from epicura.kit.http import EdgeMiddleware
 from epicura.kit.idempotency import IdempotencyMiddleware
 from epicura.kit.runtime import Runtime
 from epicura.migrate import upgrade_to_head
+from epicura.notifications import providers as push_providers
+from epicura.notifications import service as notifications_service
 from epicura.realtime import hub as realtime_hub
 from epicura.realtime import outbox
 from epicura.recipes import images
@@ -43,6 +45,7 @@ def job_context(rt: Runtime) -> jobs.JobContext:
     from epicura.bridge import broker_tasks as _broker_tasks  # noqa: F401 - credential jobs
     from epicura.bridge import presence as _presence  # noqa: F401 - inactivity sweep
     from epicura.bridge import publisher as _publisher  # noqa: F401 - the mqtt.publish job
+    from epicura.notifications import tasks as _notifications  # noqa: F401 - push, token pruning
     from epicura.sessions import tasks as _session_tasks  # noqa: F401 - the stale sweep
     from epicura.telemetry import tasks as _telemetry  # noqa: F401 - its periodic tasks
 
@@ -62,6 +65,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     images.install(rt)  # rt.extras["recipe_image_url"] for list summaries
     appliances_service.install(rt)  # rt.extras["appliance_profile"] for recipe fit
     library.install(rt)  # sessions carry the runtime: recipe changes nudge appliances
+    notifications_service.install(rt)  # an erased account's push tokens and inbox go with it
     background: list[asyncio.Task[Any]] = []
     try:
         await auth_service.revocations(rt).rebuild()
@@ -92,6 +96,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if "read_pool" in rt.extras:
             await rt.extras.pop("read_pool").close()
         await close_publisher(rt)
+        await push_providers.close(rt)  # the FCM and APNs connections
         await rt.close()
 
 

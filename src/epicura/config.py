@@ -62,8 +62,16 @@ class Settings(BaseSettings):
     s3_bucket: str | None = None
     s3_endpoint: str | None = None
     s3_region: str | None = None  # else AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
-    fcm_service_account: SecretStr | None = None
+    # Push providers: unset means that platform's tokens get no pushes (inbox and WebSocket
+    # still work). Secrets are given inline or as the path of a file holding them.
+    fcm_service_account: SecretStr | None = None  # the service-account JSON
+    fcm_base_url: str = "https://fcm.googleapis.com"
     apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_private_key: SecretStr | None = None  # the .p8 key (PEM)
+    apns_topic: str | None = None  # the app's bundle id
+    apns_base_url: str = "https://api.push.apple.com"  # sandbox: https://api.sandbox.push.apple.com
+    apns_ca_file: Path | None = None  # trust a private CA (a local test server)
 
     cors_origins: list[str] = []
     trusted_proxies: list[str] = []
@@ -141,6 +149,12 @@ class Settings(BaseSettings):
             warnings.append("MQTT_BROKER_URL is not set: appliances can use HTTPS only")
         if self.s3_bucket is None:
             warnings.append("S3_BUCKET is not set: files are stored on local disk")
+        if self.fcm_service_account is None:
+            warnings.append("FCM_SERVICE_ACCOUNT is not set: Android devices get no pushes")
+        if self.apns_private_key is None or not (self.apns_key_id and self.apns_team_id
+                                                 and self.apns_topic):
+            warnings.append("APNS_PRIVATE_KEY, APNS_KEY_ID, APNS_TEAM_ID and APNS_TOPIC are not "
+                            "all set: iPhones get no pushes")
         if self.public_base_url.startswith("http://"):
             warnings.append("PUBLIC_BASE_URL is not https: e-mailed links would be insecure")
         return warnings

@@ -287,6 +287,7 @@ async def refresh(rt: Runtime, session: AsyncSession, raw: str, ip: str) -> toke
             name=user.display_name,
             session_name=family.name,
         )
+        await _notify_security(session, user.id, "token_reuse", family.id)
     audit.record(
         session,
         "auth.refresh.reuse_detected",
@@ -427,6 +428,7 @@ async def reset_password(
     throttle, _ = services(rt)
     await throttle.clear(user.email)
     user.email_verified = True  # the link proved the address
+    await _notify_security(session, user.id, "password_changed")
     audit.record(
         session,
         "auth.password_reset",
@@ -445,6 +447,7 @@ async def change_password(
     await _set_password(rt, session, user, new_password)
     await end_all_sessions(rt, session, user.id, "password_changed", ip=ip)
     queue_email(rt, session, to=user.email, template="password_changed", name=user.display_name)
+    await _notify_security(session, user.id, "password_changed")
     audit.record(
         session,
         "auth.password_changed",
@@ -453,6 +456,15 @@ async def change_password(
         target_id=user.id,
         ip=ip,
     )
+
+
+async def _notify_security(session: AsyncSession, user_id: uuid.UUID, what: str,
+                           ref: uuid.UUID | None = None) -> None:
+    """A push, inbox entry and live event for a security event (the notifications module;
+    imported here, not at the top: it reads users through this module)."""
+    from epicura.notifications import service as notifications_service
+
+    await notifications_service.notify_security(session, user_id, what, ref)
 
 
 async def _require_password(

@@ -1,0 +1,1 @@
+"""Push notifications, the in-app inbox and the user's notification preferences."""

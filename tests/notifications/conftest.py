@@ -1,0 +1,126 @@
+"""The notifications tests run the service with both push providers pointed at local fakes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from epicura.auth.models import User
+from epicura.config import Settings
+from epicura.kit import jobs
+from epicura.notifications.models import Notification
+from epicura.realtime import outbox
+from tests.notifications.fakes import FakeApns, FakeFcm, pem_private, self_signed, serving
+from tests.support import API, Service, bearer
+
+APNS_TOKEN = "ab" * 32
+FCM_TOKEN = "fcm-" + "x" * 40 + ":APA91b" + "y" * 100
+
+
+@dataclass
+class Fakes:
+    fcm: FakeFcm
+    apns: FakeApns
+    ca_file: Path
+
+
+@pytest.fixture
+async def fakes(tmp_path: Path) -> AsyncIterator[Fakes]:
+    fcm, apns = FakeFcm(), FakeApns()
+    tls = self_signed(tmp_path)
+    async with serving(fcm.app()) as fcm_url, serving(apns.app(), tls=tls) as apns_url:
+        fcm.base_url, apns.base_url = fcm_url, apns_url
+        yield Fakes(fcm, apns, tls[0])
+
+
+def push_settings(settings: Settings, fakes: Fakes) -> Settings:
+    return settings.model_copy(update={
+        "fcm_service_account": SecretStr(fakes.fcm.service_account()),
+        "fcm_base_url": fakes.fcm.base_url,
+        "apns_key_id": fakes.apns.key_id,
+        "apns_team_id": fakes.apns.team_id,
+        "apns_private_key": SecretStr(pem_private(fakes.apns.key)),
+        "apns_topic": fakes.apns.topic,
+        "apns_base_url": fakes.apns.base_url,
+        "apns_ca_file": fakes.ca_file,
+    })
+
+
+@pytest.fixture
+def pg_settings(pg_settings: Settings, fakes: Fakes) -> Settings:
+    return push_settings(pg_settings, fakes)
+
+
+@dataclass
+class Cook:
+    id: uuid.UUID
+    headers: dict[str, str]
+    email: str
+
+
+async def cook(svc: Service, email: str, *, locale: str | None = None,
+               timezone: str | None = None) -> Cook:
+    headers = bearer(await svc.signed_up(email))
+    changes: dict[str, Any] = {}
+    if locale:
+        changes["locale"] = locale
+    if timezone:
+        changes["timezone"] = timezone
+    if changes:
+        reply = await svc.client.patch(f"{API}/users/me", headers=headers, json=changes)
+        assert reply.status_code == 200, reply.text
+    me = (await svc.client.get(f"{API}/users/me", headers=headers)).json()
+    return Cook(uuid.UUID(me["id"]), headers, email)
+
+
+async def add_token(svc: Service, who: Cook, platform: str, token: str,
+                    **extra: str) -> dict[str, Any]:
+    reply = await svc.client.post(f"{API}/push/tokens", headers=who.headers,
+                                  json={"platform": platform, "token": token, **extra})
+    assert reply.status_code in (200, 201), reply.text
+    body: dict[str, Any] = reply.json()
+    return body
+
+
+async def record_events(svc: Service, *events: tuple[str, str, dict[str, Any]]) -> None:
+    """Outbox rows as another module writes them (in its own transaction)."""
+    async with svc.runtime.db.transaction() as session:
+        for channel, event_type, data in events:
+            outbox.record(session, channel, event_type, data)
+
+
+async def relay(svc: Service) -> int:
+    """Relay until the outbox is empty (the relay's own follow-up rows included)."""
+    total = 0
+    while ran := await outbox.relay_once(svc.runtime):
+        total += ran
+    return total
+
+
+async def inbox_rows(svc: Service, user_id: uuid.UUID) -> list[Notification]:
+    async with svc.runtime.db.sessions() as session:
+        return list((await session.scalars(
+            select(Notification).where(Notification.user_id == user_id)
+            .order_by(Notification.created_at))).all())
+
+
+async def push_jobs(svc: Service, state: str | None = None) -> list[jobs.Job]:
+    async with svc.runtime.db.sessions() as session:
+        query = select(jobs.Job).where(jobs.Job.kind == "notifications.push")
+        if state:
+            query = query.where(jobs.Job.state == state)
+        return list((await session.scalars(query)).all())
+
+
+async def user_row(svc: Service, user_id: uuid.UUID) -> User:
+    async with svc.runtime.db.sessions() as session:
+        found = await session.get(User, user_id)
+        assert found is not None
+        return found
