@@ -244,3 +244,23 @@ async def test_an_idempotency_key_makes_one_session(api: Service) -> None:
     listed = await api.client.get(f"{API}/sessions", headers=c.headers)
     assert len(listed.json()["items"]) == 1
     assert len(await commands_to(api, c.appliance_id)) == 1
+
+
+async def test_etags(api: Service) -> None:
+    c = await cook(api)
+    sid = (await c.new_session())["id"]
+    await send(api, c.appliance_id, event(sid, 1, "started"), event(sid, 2, "completed"))
+    url = f"{API}/sessions/{sid}"
+    first = await api.client.get(url, headers=c.headers)
+    etag = first.headers["etag"]
+    same = await api.client.get(url, headers={**c.headers, "If-None-Match": etag})
+    assert same.status_code == 304 and same.headers["etag"] == etag
+    changed = await api.client.patch(url, json={"notes": "Good."},
+                                     headers={**c.headers, "If-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    stale = await api.client.patch(url, json={"notes": "Mine."},
+                                   headers={**c.headers, "If-Match": etag})
+    assert_problem(stale, 412, "version_conflict")
+    assert (await c.get(sid))["notes"] == "Good."
+    fresh = await api.client.get(url, headers={**c.headers, "If-None-Match": etag})
+    assert fresh.status_code == 200 and fresh.json()["notes"] == "Good."

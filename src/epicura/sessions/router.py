@@ -6,14 +6,15 @@ import uuid
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
 from epicura.appliances import service as appliances_service
 from epicura.auth.access import CurrentUser, NotAuthenticated
 from epicura.auth.router import json_only
 from epicura.kit import clock
-from epicura.kit.errors import NotFound, ValidationFailed, responses
+from epicura.kit.errors import NotFound, PreconditionFailed, ValidationFailed, responses
+from epicura.kit.etag import check_if_match, make_etag, not_modified
 from epicura.kit.pagination import (
     InvalidCursor,
     Page,
@@ -87,23 +88,44 @@ async def session_stats(user: CurrentUser, db: DbSession, start: From = None, en
     return await service.stats(db, filters, top)
 
 
-@router.get("/{session_id}", response_model=SessionOut, responses=responses(*OWNED))
-async def get_session(session_id: uuid.UUID, user: CurrentUser, db: DbSession) -> SessionOut:
+def _tagged(view: SessionOut) -> tuple[bytes, str]:
+    """The reply's body and its ETag (of the content: a live session's changes as its
+    remaining time does)."""
+    body = view.model_dump_json().encode()
+    return body, make_etag(body)
+
+
+def _reply(body: bytes, etag: str) -> Response:
+    return Response(body, media_type="application/json",
+                    headers={"ETag": etag, "Cache-Control": "private, no-cache"})
+
+
+@router.get("/{session_id}", response_model=SessionOut, responses={
+    **responses(*OWNED), 304: {"description": "Not modified (`If-None-Match`)"}})
+async def get_session(session_id: uuid.UUID, user: CurrentUser, db: DbSession,
+                      request: Request) -> Response:
     """The session with its pinned recipe version, state, current step, remaining time
-    (computed now from the step program) and, once ended, its summary."""
+    (computed now from the step program) and, once ended, its summary. `ETag`;
+    `If-None-Match` gives 304."""
     row = await service.get_owned_or_404(db, user, session_id)
-    return await service.Viewer(db, clock.utcnow()).view(row)
+    body, etag = _tagged(await service.Viewer(db, clock.utcnow()).view(row))
+    if not_modified(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return _reply(body, etag)
 
 
-@router.patch("/{session_id}", response_model=SessionOut,
-              responses=responses(*OWNED, service.SessionNotFinished, ValidationFailed))
+@router.patch("/{session_id}", response_model=SessionOut, responses=responses(
+    *OWNED, service.SessionNotFinished, ValidationFailed, PreconditionFailed))
 async def update_session(session_id: uuid.UUID, body: SessionUpdate, user: CurrentUser,
-                         rt: RuntimeDep, db: DbSession) -> SessionOut:
+                         rt: RuntimeDep, db: DbSession, request: Request) -> Response:
     """`rating` (1–5, once the session has ended; a new rating replaces the earlier one in the
-    recipe's average) and `notes` (up to 2,000 characters)."""
+    recipe's average) and `notes` (up to 2,000 characters). An optional `If-Match` with the
+    ETag guards against overwriting a change you have not seen (412)."""
     row = await service.get_owned_or_404(db, user, session_id, lock=True)
+    viewer = service.Viewer(db, clock.utcnow())
+    check_if_match(request, _tagged(await viewer.view(row))[1], required=False)
     await service.update(rt, db, row, body)
-    return await service.Viewer(db, clock.utcnow()).view(row)
+    return _reply(*_tagged(await viewer.view(row)))
 
 
 @router.get("/{session_id}/events", response_model=Page[SessionEventOut],
