@@ -277,3 +277,7 @@ main.add_command(broker)
 from epicura.bridge.cli_bridge import bridge  # noqa: E402  (the bridge owns its command)
 
 main.add_command(bridge)
+
+from epicura.realtime.cli_watch import watch  # noqa: E402  (the gateway owns its command)
+
+main.add_command(watch)
