@@ -11,6 +11,7 @@ import pytest
 from epicura.realtime import channels
 from tests.bridge.ingest_support import wait_until
 from tests.realtime.ws_support import Client, Served, authed, socket
+from tests.support import API, bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -209,3 +210,21 @@ async def test_after_the_bus_reconnects_subscriptions_catch_up(served: Served) -
         [after] = await channels.publish(rt, [(appliance, event(4))])
         frames = [await client.frame() for _ in range(3)]
         assert [f["id"] for f in frames] == [*during, after]
+
+
+async def test_an_unpaired_appliance_is_unsubscribed(served: Served) -> None:
+    served.limit(sweep_every_s=0.1, ownership_every_s=0.2)
+    user_id, tokens = await served.user("unpair")
+    appliance_id = await served.appliance(user_id)
+    appliance = f"appliance:{appliance_id}"
+    async with authed(served, tokens) as client:
+        await client.subscribe(appliance)
+        await client.subscribe("user")
+        gone = await served.svc.client.delete(f"{API}/appliances/{appliance_id}",
+                                              headers=bearer(tokens))
+        assert gone.status_code == 204, gone.text
+        ended = await client.until(lambda f: f["type"] == "error")
+        assert ended["channel"] == appliance and ended["data"]["code"] == "not_found"
+        await channels.publish(served.runtime, [(appliance, event(1))])
+        [mine] = await channels.publish(served.runtime, [(f"user:{user_id}", event(2))])
+        assert (await client.frame())["id"] == mine

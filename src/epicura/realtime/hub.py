@@ -11,27 +11,37 @@ listener lost its connection, every subscription is caught up from the channel's
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from epicura.auth import service as auth_service
 from epicura.kit import clock
 from epicura.kit.errors import DependencyUnavailable
 from epicura.kit.runtime import Runtime
-from epicura.realtime import channels
+from epicura.realtime import access, channels
 from epicura.realtime.connection import Connection, LiveEvent, Subscription
-from epicura.realtime.protocol import CLOSE_UNAUTHORIZED, Limits, frame, resync_frame
+from epicura.realtime.protocol import (
+    CLOSE_UNAUTHORIZED,
+    NOT_FOUND,
+    Channel,
+    Limits,
+    error_frame,
+    frame,
+    resync_frame,
+)
 
 log = structlog.get_logger("epicura.realtime.hub")
 
 HUB_KEY = "realtime_hub"
-REVOCATION_CONCURRENCY = 32
+CHECK_CONCURRENCY = 8
 
 
 def live_event(channel_name: str, payload: dict[str, Any]) -> LiveEvent | None:
@@ -159,11 +169,16 @@ class Hub:
 
     async def run(self) -> None:
         """Close sockets whose token expired or whose login session was revoked, every
-        `sweep_every_s` (so within 5 s of it)."""
+        `sweep_every_s` (so within 5 s of it); drop subscriptions to appliances and cooking
+        sessions that are no longer the user's every `ownership_every_s`."""
+        checked_at = time.monotonic()
         while True:
             await asyncio.sleep(self.limits.sweep_every_s)
             try:
                 await self.sweep(clock.utcnow())
+                if time.monotonic() - checked_at >= self.limits.ownership_every_s:
+                    checked_at = time.monotonic()
+                    await self.recheck_ownership()
             except Exception:
                 log.exception("realtime_sweep_failed")
 
@@ -172,29 +187,58 @@ class Hub:
         for connection in authenticated:
             if connection.expires_at is not None and connection.expires_at <= now:
                 connection.close(CLOSE_UNAUTHORIZED, "access token expired")
-        revoked = await self._revoked({c.session_id for c in authenticated
-                                       if c.session_id is not None and not c.done.is_set()})
+        revocations = auth_service.revocations(self.rt)
+        revoked: set[uuid.UUID] = set()
+
+        async def check(sid: uuid.UUID) -> None:
+            try:
+                if await revocations.is_revoked(sid):
+                    revoked.add(sid)
+            except DependencyUnavailable:
+                pass  # logged by the revocation set; asked again at the next sweep
+
+        await _bounded(check(sid) for sid in {c.session_id for c in authenticated
+                                              if c.session_id is not None})
         for connection in authenticated:
             if connection.session_id in revoked:
                 connection.close(CLOSE_UNAUTHORIZED, "login session ended")
 
-    async def _revoked(self, session_ids: set[uuid.UUID]) -> set[uuid.UUID]:
-        """Which of the login sessions are revoked (each asked once, a bounded number at a
-        time). A session that cannot be checked now stays open until the next sweep."""
-        revocations = auth_service.revocations(self.rt)
-        gate = asyncio.Semaphore(REVOCATION_CONCURRENCY)
-        revoked: set[uuid.UUID] = set()
+    async def recheck_ownership(self) -> None:
+        """An appliance unpaired (and maybe claimed by someone else) or a session gone: its
+        subscribers get `error` `not_found` for the channel and nothing more of it."""
+        holders: dict[tuple[uuid.UUID, Channel], list[tuple[Connection, Subscription]]] = {}
+        for connection in self.connections:
+            if connection.user_id is None:
+                continue
+            for subscription in connection.subscriptions.values():
+                if subscription.channel.kind != "user":
+                    key = (connection.user_id, subscription.channel)
+                    holders.setdefault(key, []).append((connection, subscription))
 
-        async def check(sid: uuid.UUID) -> None:
-            async with gate:
-                try:
-                    if await revocations.is_revoked(sid):
-                        revoked.add(sid)
-                except DependencyUnavailable:
-                    pass  # logged by the revocation set; asked again at the next sweep
+        async def check(user_id: uuid.UUID, channel: Channel) -> None:
+            try:
+                if await access.may_subscribe(self.rt, user_id, channel):
+                    return
+            except (SQLAlchemyError, OSError):
+                return  # asked again next time
+            for connection, subscription in holders[(user_id, channel)]:
+                if connection.subscriptions.get(channel.name) is subscription:
+                    self.unsubscribe(connection, subscription)
+                    connection.send("error", error_frame(
+                        NOT_FOUND, "no such channel (any more)", channel=channel.name))
 
-        await asyncio.gather(*(check(sid) for sid in session_ids))
-        return revoked
+        await _bounded(check(user_id, channel) for user_id, channel in list(holders))
+
+
+async def _bounded(checks: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the checks, a bounded number at a time (a pool's worth, not thousands at once)."""
+    gate = asyncio.Semaphore(CHECK_CONCURRENCY)
+
+    async def gated(check: Coroutine[Any, Any, None]) -> None:
+        async with gate:
+            await check
+
+    await asyncio.gather(*(gated(check) for check in checks))
 
 
 def expiry(exp: int, leeway_s: int) -> datetime:

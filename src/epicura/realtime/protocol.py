@@ -54,6 +54,7 @@ class Limits:
     refusals_burst: float = 100.0
     refusals_per_s: float = 10.0
     sweep_every_s: float = 2.0  # token expiry and revocation checks
+    ownership_every_s: float = 30.0  # subscriptions to objects no longer the user's are dropped
     close_timeout_s: float = 5.0  # sending our close frame to a client that does not read
 
 
