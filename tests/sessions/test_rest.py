@@ -264,3 +264,20 @@ async def test_etags(api: Service) -> None:
     assert (await c.get(sid))["notes"] == "Good."
     fresh = await api.client.get(url, headers={**c.headers, "If-None-Match": etag})
     assert fresh.status_code == 200 and fresh.json()["notes"] == "Good."
+
+
+async def test_the_openapi_document_describes_the_session_routes(api: Service) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    paths = document["paths"]
+    for path, methods in ((f"{API}/sessions", {"get", "post"}),
+                          (f"{API}/sessions/stats", {"get"}),
+                          (f"{API}/sessions/{{session_id}}", {"get", "patch"}),
+                          (f"{API}/sessions/{{session_id}}/events", {"get"}),
+                          (f"{API}/sessions/{{session_id}}/pause", {"post"}),
+                          (f"{API}/sessions/{{session_id}}/abort", {"post"}),
+                          (f"{API}/sessions/{{session_id}}/telemetry", {"get"})):
+        assert methods <= set(paths[path]), path
+    assert {"404", "409", "422"} <= set(paths[f"{API}/sessions"]["post"]["responses"])
+    assert "409" in paths[f"{API}/sessions/{{session_id}}/pause"]["post"]["responses"]
+    status = document["components"]["schemas"]["SessionOut"]["properties"]["status"]
+    assert "stale" in status["enum"]

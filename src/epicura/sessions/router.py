@@ -173,8 +173,8 @@ async def abort(session_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep, db: Db
 
 async def _command(session_id: uuid.UUID, name: str, user: CurrentUser, rt: RuntimeDep,
                    db: DbSession, ip: str) -> SessionCommandAccepted:
-    row = await service.get_owned_or_404(db, user, session_id, lock=True)
-    return SessionCommandAccepted(request_id=await service.command(rt, db, user, row, name, ip))
+    return SessionCommandAccepted(
+        request_id=await service.command(rt, db, user, session_id, name, ip))
 
 
 @router.get("/{session_id}/telemetry", response_model=SessionTelemetry, responses=responses(

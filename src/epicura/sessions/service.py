@@ -194,15 +194,19 @@ async def update(rt: Runtime, db: AsyncSession, row: CookingSession,
     return row
 
 
-async def command(rt: Runtime, db: AsyncSession, user: User, row: CookingSession, name: str,
+async def command(rt: Runtime, db: AsyncSession, user: User, session_id: uuid.UUID, name: str,
                   ip: str | None) -> uuid.UUID:
     """`session.pause` or `session.abort` to the session's appliance (the appliance acts and
-    reports). Aborting a session the appliance has not started ends it at once."""
+    reports). Aborting a session the appliance has not started ends it at once. Locks the
+    appliance, then the session: the order in which the bridge's ingest takes them."""
+    found = await get_owned_or_404(db, user, session_id)
+    appliance = await appliances_service.get_owned_or_404(db, user, found.appliance_id,
+                                                          lock=True)
+    row = await get_owned_or_404(db, user, session_id, lock=True)
     if row.status in TERMINAL:
         raise SessionFinished()
     if name == PAUSE and row.status == PLANNED:
         raise SessionNotStarted()
-    appliance = await appliances_service.get_owned_or_404(db, user, row.appliance_id, lock=True)
     sent = await appliances_service.send_command(rt, db, user, appliance, name,
                                                  {"session_id": str(row.id)}, ip)
     if name == ABORT and row.status == PLANNED:
