@@ -8,7 +8,9 @@ import uuid
 
 import pytest
 
+from epicura.kit import clock
 from epicura.realtime import channels
+from epicura.sessions.models import CookingSession
 from tests.bridge.ingest_support import wait_until
 from tests.realtime.ws_support import Client, Served, authed, socket
 from tests.support import API, bearer
@@ -228,3 +230,22 @@ async def test_an_unpaired_appliance_is_unsubscribed(served: Served) -> None:
         await channels.publish(served.runtime, [(appliance, event(1))])
         [mine] = await channels.publish(served.runtime, [(f"user:{user_id}", event(2))])
         assert (await client.frame())["id"] == mine
+
+
+async def test_a_cooking_session_is_subscribed_by_its_owner_only(served: Served) -> None:
+    user_id, tokens = await served.user("cook")
+    _, stranger = await served.user("cook-stranger")
+    appliance_id = await served.appliance(user_id)
+    now = clock.utcnow()
+    session_id = uuid.uuid4()
+    async with served.runtime.db.transaction() as db:
+        db.add(CookingSession(id=session_id, user_id=user_id, appliance_id=appliance_id,
+                              recipe_id=uuid.uuid4(), recipe_version=1, origin="app",
+                              created_at=now, updated_at=now))
+    channel = f"session:{session_id}"
+    async with authed(served, tokens) as client, authed(served, stranger) as other:
+        assert (await client.subscribe(channel))["type"] == "subscribed"
+        refused = await other.subscribe(channel)
+        assert refused["type"] == "error" and refused["data"]["code"] == "not_found"
+        [sent] = await channels.publish(served.runtime, [(channel, event(1, "session.updated"))])
+        assert (await client.frame())["id"] == sent
