@@ -5,7 +5,8 @@ token (the JWT-bearer grant), cached until five minutes before it expires; messa
 `POST {base}/v1/projects/{project}/messages:send`. Errors follow FCM's documented bodies:
 `UNREGISTERED` (404), `SENDER_ID_MISMATCH` and an `INVALID_ARGUMENT` about the registration token
 mean the token is dead; `QUOTA_EXCEEDED` (429), `UNAVAILABLE` (503) and `INTERNAL` (500) are
-retried (after `Retry-After` when given); an `UNAUTHENTICATED` reply drops the cached token.
+retried (after `Retry-After` when given); an `UNAUTHENTICATED` reply drops the cached token
+and the send is tried once more with a fresh one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ REFRESH_MARGIN_S = 300
 TOKEN_DEAD_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 RETRY_CODES = frozenset({"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"})
 AUTH_CODES = frozenset({"UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR"})
+AUTH_RETRY = " (access token refused)"
 
 
 class FcmConfigError(ValueError):
@@ -109,6 +111,13 @@ class FcmClient:
         }}
 
     async def send(self, token: str, message: PushMessage) -> SendResult:
+        result = await self._send_once(token, message)
+        if result.outcome == "retry" and result.reason.endswith(AUTH_RETRY):
+            # The access token was refused (revoked, expired early): exchange a new one once.
+            result = await self._send_once(token, message)
+        return result
+
+    async def _send_once(self, token: str, message: PushMessage) -> SendResult:
         try:
             access = await self.access_token()
             reply = await self.http.post(
@@ -143,7 +152,7 @@ class FcmClient:
             return SendResult("token_invalid", reason, status=status)
         if code in AUTH_CODES or status == 401:
             self.forget_access_token()
-            return SendResult("retry", reason, after, status)
+            return SendResult("retry", f"{reason}{AUTH_RETRY}", after, status)
         if code in RETRY_CODES or status == 429 or status >= 500:
             return SendResult("retry", reason, after, status)
         return SendResult("permanent", f"{reason}: {message}", status=status)

@@ -4,6 +4,7 @@ per-process clients (one kept connection per provider) built from the settings."
 from __future__ import annotations
 
 import importlib.util
+import ssl
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -123,7 +124,8 @@ def for_runtime(rt: Runtime) -> Providers:
             team_id=settings.apns_team_id, key_id=settings.apns_key_id,
             private_key_pem=secret_text(settings.apns_private_key), topic=settings.apns_topic,
             base_url=settings.apns_base_url,
-            verify=str(settings.apns_ca_file) if settings.apns_ca_file else True,
+            verify=ssl.create_default_context(cafile=str(settings.apns_ca_file))
+            if settings.apns_ca_file else True,
         )
     providers = rt.extras[PROVIDERS_KEY] = Providers(fcm=fcm, apns=apns)
     return providers
