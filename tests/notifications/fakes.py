@@ -73,6 +73,9 @@ class FakeFcm:
     sent: list[Received] = field(default_factory=list)
     unregistered: set[str] = field(default_factory=set)
     script: dict[str, list[Scripted]] = field(default_factory=dict)
+    # When set, a send is answered only once `release` is set (`arrived` says one is waiting).
+    release: asyncio.Event | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def token_uri(self) -> str:
@@ -93,8 +96,9 @@ class FakeFcm:
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             return JSONResponse({"error": "unsupported_grant_type"}, 400)
         try:
+            # Some clock skew is tolerated, as Google does.
             claims = jwt.decode(str(form.get("assertion")), self.key.public_key(),
-                                algorithms=["RS256"], audience=self.token_uri,
+                                algorithms=["RS256"], audience=self.token_uri, leeway=300,
                                 options={"require": ["iss", "aud", "iat", "exp", "scope"]})
         except jwt.PyJWTError as exc:
             self.refused_assertions += 1
@@ -140,6 +144,9 @@ class FakeFcm:
             return self.error(400, "INVALID_ARGUMENT", "Invalid android config",
                               "INVALID_ARGUMENT")
         token = message.get("token", "")
+        if self.release is not None:
+            self.arrived.set()
+            await self.release.wait()
         if self.script.get(token):
             status, headers, body = self.script[token].pop(0)
             return Response(body, status, headers=headers, media_type="application/json")
