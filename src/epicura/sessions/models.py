@@ -12,7 +12,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, SmallInteger, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from epicura.kit.db import Base, JSONType, uuid_pk
@@ -38,6 +47,7 @@ class CookingSession(Base):
         Index("ix_cooking_sessions_live", "last_event_at", postgresql_where=LIVE_SQL,
               sqlite_where=LIVE_SQL),
         Index("ix_cooking_sessions_recipe_id", "recipe_id"),
+        CheckConstraint("rating BETWEEN 1 AND 5", name="rating"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
