@@ -30,6 +30,7 @@ from epicura.notifications import service as notifications_service
 from epicura.realtime import hub as realtime_hub
 from epicura.realtime import outbox
 from epicura.recipes import images
+from epicura.sessions import service as sessions_service
 
 log = structlog.get_logger("epicura.app")
 SHUTDOWN_TASKS_TIMEOUT_S = 5.0
@@ -66,6 +67,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     appliances_service.install(rt)  # rt.extras["appliance_profile"] for recipe fit
     library.install(rt)  # sessions carry the runtime: recipe changes nudge appliances
     notifications_service.install(rt)  # an erased account's push tokens and inbox go with it
+    sessions_service.install(rt)  # an erased account's session notes go with it
     background: list[asyncio.Task[Any]] = []
     try:
         await auth_service.revocations(rt).rebuild()

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from epicura.appliances.models import ApplianceCommand
 from epicura.appliances.sync_models import LibraryEntry
 from tests.appliances.conftest import assert_problem
-from tests.sessions.support import Cook, cook, event, send
-from tests.support import API, Service
+from tests.sessions.support import Cook, cook, event, send, stored
+from tests.support import API, STRONG_PASSWORD, Service
 
 pytestmark = pytest.mark.anyio
 
@@ -281,3 +281,16 @@ async def test_the_openapi_document_describes_the_session_routes(api: Service) -
     assert "409" in paths[f"{API}/sessions/{{session_id}}/pause"]["post"]["responses"]
     status = document["components"]["schemas"]["SessionOut"]["properties"]["status"]
     assert "stale" in status["enum"]
+
+
+async def test_an_erased_account_loses_its_notes_not_its_sessions(api: Service) -> None:
+    c = await cook(api)
+    sid = (await c.new_session())["id"]
+    reply = await api.client.patch(f"{API}/sessions/{sid}", json={"notes": "Call mum."},
+                                   headers=c.headers)
+    assert reply.status_code == 200
+    erased = await api.client.request("DELETE", f"{API}/users/me",
+                                      json={"password": STRONG_PASSWORD}, headers=c.headers)
+    assert erased.status_code == 204, erased.text
+    row = await stored(api, sid)
+    assert row.notes is None and row.user_id == c.user_id  # kept for the statistics

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -151,3 +151,8 @@ async def announced_stale(db: AsyncSession, limit: int) -> Sequence[CookingSessi
     if _postgres(db):
         query = query.with_for_update(skip_locked=True)
     return (await db.scalars(query)).all()
+
+
+async def erase_notes(db: AsyncSession, user_id: uuid.UUID) -> None:
+    await db.execute(update(CookingSession).where(
+        CookingSession.user_id == user_id, CookingSession.notes.is_not(None)).values(notes=None))

@@ -80,6 +80,17 @@ async def get_owned_or_404(db: AsyncSession, user: User, session_id: uuid.UUID, 
     return row
 
 
+async def forget_notes(db: AsyncSession, user_id: uuid.UUID) -> None:
+    """An erased account: its notes go; its sessions stay (anonymous statistics)."""
+    await repository.erase_notes(db, user_id)
+
+
+def install(rt: Runtime) -> None:
+    hooks = rt.extras.setdefault("account_deleted_hooks", [])
+    if forget_notes not in hooks:
+        hooks.append(forget_notes)
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 def shown_status(row: CookingSession, appliance_seen: datetime | None, now: datetime) -> str:
