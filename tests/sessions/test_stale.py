@@ -73,3 +73,18 @@ async def test_the_sweep_announces_stale_once_and_the_return(svc: Service) -> No
         updates = await heard.wait_for("session.updated", f"session:{sid}", 5)
         assert [e["status"] for e in updates[-2:]] == ["stale", "running"]
         assert await tasks.sweep_once(rt, clock.utcnow()) == (0, 0)
+
+
+async def test_a_session_its_appliance_moved_on_from_goes_stale(api: Service) -> None:
+    c = await cook(api)
+    with clock.frozen(clock.utcnow()):
+        first = (await c.new_session())["id"]
+        await send(api, c.appliance_id, event(first, 1, "started"))
+        second = (await c.new_session())["id"]  # the first's final event never came
+        await send(api, c.appliance_id, event(second, 1, "started"))
+        clock.advance(timedelta(seconds=91))
+        ingest.recently_seen.forget({c.appliance_id})
+        await send(api, c.appliance_id, telemetry(second, [{"t": now_ms(), "bowl_temp_c": 60}]),
+                   kind="telemetry")
+        assert (await c.get(second))["status"] == "running"
+        assert (await c.get(first))["status"] == "stale"

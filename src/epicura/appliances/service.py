@@ -232,10 +232,14 @@ async def owner_of(session: AsyncSession, appliance_id: uuid.UUID) -> uuid.UUID 
     return appliance.owner_id
 
 
-async def last_seen(session: AsyncSession, appliance_id: uuid.UUID) -> datetime | None:
-    """When the appliance last sent anything (any message, telemetry included)."""
+async def activity(session: AsyncSession,
+                   appliance_id: uuid.UUID) -> tuple[datetime | None, uuid.UUID | None]:
+    """When the appliance last sent anything (any message, telemetry included), and the
+    session it is running (as the session mirror and its reported state say)."""
     appliance = await repository.by_id(session, appliance_id)
-    return None if appliance is None else appliance.last_seen_at
+    if appliance is None:
+        return None, None
+    return appliance.last_seen_at, appliance.current_session_id
 
 
 async def set_current_session(session: AsyncSession, appliance_id: uuid.UUID,

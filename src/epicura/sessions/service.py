@@ -93,10 +93,22 @@ def install(rt: Runtime) -> None:
 
 # --- reading ---------------------------------------------------------------------------------
 
-def shown_status(row: CookingSession, appliance_seen: datetime | None, now: datetime) -> str:
+Activity = tuple[datetime | None, uuid.UUID | None]  # the appliance's last seen, current session
+
+
+def last_heard(row: CookingSession, appliance: Activity) -> datetime | None:
+    """The last sign of life of a session: its own last event, or anything from its appliance
+    while the appliance runs it (an appliance that moved on to another session, its final
+    event lost, says nothing more of this one)."""
+    seen, current = appliance
+    times = (row.last_event_at, seen if current == row.id else None)
+    return max((t for t in times if t is not None), default=None)
+
+
+def shown_status(row: CookingSession, appliance: Activity, now: datetime) -> str:
     if row.status not in LIVE:
         return row.status
-    heard = max((t for t in (row.last_event_at, appliance_seen) if t is not None), default=None)
+    heard = last_heard(row, appliance)
     return STALE if heard is None or heard < now - STALE_AFTER else row.status
 
 
@@ -108,17 +120,17 @@ class Viewer:
     now: datetime
 
     def __post_init__(self) -> None:
-        self._seen: dict[uuid.UUID, datetime | None] = {}
+        self._seen: dict[uuid.UUID, Activity] = {}
 
     async def view(self, row: CookingSession) -> SessionOut:
         plan = await program.load(self.db, row.recipe_id, row.recipe_version)
         if row.appliance_id not in self._seen:
-            self._seen[row.appliance_id] = await appliances_service.last_seen(
+            self._seen[row.appliance_id] = await appliances_service.activity(
                 self.db, row.appliance_id)
         return view(row, plan, self._seen[row.appliance_id], self.now)
 
 
-def view(row: CookingSession, plan: Program | None, appliance_seen: datetime | None,
+def view(row: CookingSession, plan: Program | None, appliance: Activity,
          now: datetime) -> SessionOut:
     return SessionOut(
         id=row.id, appliance_id=row.appliance_id,
@@ -126,7 +138,7 @@ def view(row: CookingSession, plan: Program | None, appliance_seen: datetime | N
                          title=plan.title if plan else None,
                          step_count=len(plan.steps) if plan else None),
         servings=row.servings, origin=row.origin,
-        status=shown_status(row, appliance_seen, now),
+        status=shown_status(row, appliance, now),
         step_index=row.step_index, step_title=row.step_title,
         step_remaining_s=machine.step_remaining_s(row, now),
         remaining_s=machine.remaining_s(row, plan, now),

@@ -15,7 +15,7 @@ from epicura.kit.jobs import JobContext
 from epicura.kit.runtime import Runtime
 from epicura.sessions import live, program, repository
 from epicura.sessions.models import STALE
-from epicura.sessions.service import STALE_AFTER
+from epicura.sessions.service import STALE_AFTER, shown_status
 
 log = structlog.get_logger("epicura.sessions.tasks")
 
@@ -38,17 +38,16 @@ async def sweep_once(rt: Runtime, now: datetime) -> tuple[int, int]:
     async with rt.db.transaction() as db:
         announcer = live.Announcer(db)
         for row in await repository.live_quiet_since(db, cutoff, BATCH):
-            seen = await appliances_service.last_seen(db, row.appliance_id)
-            if seen is not None and seen >= cutoff:
-                continue  # telemetry or other messages still arrive
+            if shown_status(row, await appliances_service.activity(db, row.appliance_id),
+                            now) != STALE:
+                continue  # telemetry or other messages of its appliance still arrive
             row.stale_announced_at = now
             plan = await program.load(db, row.recipe_id, row.recipe_version)
             live.updated(announcer, row, plan, now, status=STALE)
             went_stale += 1
         for row in await repository.announced_stale(db, BATCH):
-            seen = await appliances_service.last_seen(db, row.appliance_id)
-            heard = max((t for t in (row.last_event_at, seen) if t is not None), default=None)
-            if heard is None or heard < cutoff:
+            if shown_status(row, await appliances_service.activity(db, row.appliance_id),
+                            now) == STALE:
                 continue
             row.stale_announced_at = None
             plan = await program.load(db, row.recipe_id, row.recipe_version)
