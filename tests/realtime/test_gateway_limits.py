@@ -120,4 +120,6 @@ async def test_a_ping_frame_is_answered_with_pong(served: Served) -> None:
     async with socket(served) as client:
         await client.send("ping", {}, "abc")
         assert await client.frame() == {"type": "pong", "ref": "abc", "data": {}}
+        await client.ws.send('{"type": "ping", "ref": 7}')
+        assert await client.frame() == {"type": "pong", "ref": 7, "data": {}}
 

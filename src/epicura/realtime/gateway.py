@@ -75,7 +75,10 @@ class Socket:
 
     async def run(self) -> None:
         connection = self.connection
-        await self.websocket.accept()
+        try:
+            await self.websocket.accept()
+        except OSError:  # the client left during the handshake
+            return
         self.hub.register(connection)
         metrics.websocket_connections.inc()
         loop = asyncio.get_running_loop()

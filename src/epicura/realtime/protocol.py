@@ -36,6 +36,7 @@ RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "dependency_unavailable"
 
 TELEMETRY = "telemetry"
+Ref = str | int  # a client frame's `ref`, echoed as it came
 CLIENT_TYPES = frozenset({"auth", "subscribe", "unsubscribe", "command", "ping"})
 
 
@@ -71,7 +72,7 @@ UVICORN_WS_OPTIONS: dict[str, Any] = {
 class FrameError(Exception):
     """A client frame the server answers with an `error` frame."""
 
-    def __init__(self, code: str, message: str, ref: str | None = None,
+    def __init__(self, code: str, message: str, ref: Ref | None = None,
                  channel: str | None = None) -> None:
         super().__init__(message)
         self.code = code
@@ -84,7 +85,7 @@ class FrameError(Exception):
 class ClientFrame:
     type: str
     data: dict[str, Any]
-    ref: str | None
+    ref: Ref | None
 
 
 def parse_frame(text: str) -> ClientFrame:
@@ -95,9 +96,10 @@ def parse_frame(text: str) -> ClientFrame:
     if not isinstance(raw, dict):
         raise FrameError(INVALID_JSON, "a frame is a JSON object")
     ref = raw.get("ref")
-    if ref is not None and (not isinstance(ref, str | int) or len(str(ref)) > 100):
-        raise FrameError(INVALID_FRAME, "ref is a string of at most 100 characters")
-    ref = None if ref is None else str(ref)
+    if ref is not None and (isinstance(ref, bool) or not isinstance(ref, str | int)
+                            or len(str(ref)) > 100):
+        raise FrameError(INVALID_FRAME, "`ref` is a string (or integer) of at most 100 "
+                         "characters")
     kind = raw.get("type")
     if not isinstance(kind, str):
         raise FrameError(INVALID_FRAME, "a frame has a string `type`", ref)
@@ -110,7 +112,7 @@ def parse_frame(text: str) -> ClientFrame:
 
 
 def frame(kind: str, data: dict[str, Any], *, channel: str | None = None,
-          ref: str | None = None, event_id: str | None = None) -> str:
+          ref: Ref | None = None, event_id: str | None = None) -> str:
     body: dict[str, Any] = {"type": kind}
     if event_id is not None:
         body["id"] = event_id
@@ -126,7 +128,7 @@ def resync_frame(channel: str) -> str:
     return frame("resync.required", {"channel": channel}, channel=channel)
 
 
-def error_frame(code: str, message: str, *, ref: str | None = None,
+def error_frame(code: str, message: str, *, ref: Ref | None = None,
                 channel: str | None = None) -> str:
     return frame("error", {"code": code, "message": message}, channel=channel, ref=ref)
 
@@ -148,7 +150,7 @@ class Channel:
         return f"user:{user_id}" if self.kind == "user" else self.name
 
 
-def parse_channel(value: object, ref: str | None) -> Channel:
+def parse_channel(value: object, ref: Ref | None) -> Channel:
     """The channel a client names; an unknown kind is `invalid_channel`, a malformed id
     `not_found` (no such object exists, as for someone else's)."""
     if not isinstance(value, str) or len(value) > 100:
