@@ -129,3 +129,7 @@ async def user_row(svc: Service, user_id: uuid.UUID) -> User:
         found = await session.get(User, user_id)
         assert found is not None
         return found
+
+
+# The private brokers of the bridge tests (the end-to-end session test).
+from tests.bridge.conftest import broker  # noqa: E402, F401

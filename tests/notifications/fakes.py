@@ -73,6 +73,7 @@ class FakeFcm:
     sent: list[Received] = field(default_factory=list)
     unregistered: set[str] = field(default_factory=set)
     script: dict[str, list[Scripted]] = field(default_factory=dict)
+    token_script: list[Scripted] = field(default_factory=list)  # answers of /token, in order
     # When set, a send is answered only once `release` is set (`arrived` says one is waiting).
     release: asyncio.Event | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -92,6 +93,9 @@ class FakeFcm:
         return [r for r in self.sent if r.token == token]
 
     async def token(self, request: Request) -> Response:
+        if self.token_script:
+            status, headers, body = self.token_script.pop(0)
+            return Response(body, status, headers=headers, media_type="application/json")
         form = await request.form()
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             return JSONResponse({"error": "unsupported_grant_type"}, 400)
