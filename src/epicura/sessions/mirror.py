@@ -62,13 +62,14 @@ async def on_session_event(ctx: HandlerContext, message: DeviceMessage) -> None:
     row = await repository.get(db, session_id, lock=True)
     created = False
     if row is None:
-        if await appliances_service.owner_of(db, message.device_id) is None:
+        owner_id = await appliances_service.owner_of(db, message.device_id)
+        if owner_id is None:
             _refuse("no_owner", message)
             return
         if body.get("recipe_id") is None or body.get("recipe_version") is None:
             await _log(db, message, now)  # waits for the event that names the recipe
             return
-        row = await _create(db, message, session_id, now)
+        row = await _create(db, message, session_id, owner_id, now)
         if row is None:
             return
         created = True
@@ -110,12 +111,10 @@ async def _log(db: AsyncSession, message: DeviceMessage, now: datetime) -> bool:
 
 
 async def _create(db: AsyncSession, message: DeviceMessage, session_id: uuid.UUID,
-                  now: datetime) -> CookingSession | None:
+                  owner_id: uuid.UUID, now: datetime) -> CookingSession | None:
     """The session of an appliance-started cook (None: refused, the recipe version is not one
     its owner can read)."""
     body = message.body
-    owner_id = await appliances_service.owner_of(db, message.device_id)
-    assert owner_id is not None
     recipe_id = uuid.UUID(body["recipe_id"])
     try:
         recipe = await recipes_service.readable(db, recipe_id, await auth_service.get_user(
@@ -142,7 +141,7 @@ async def apply_events(rt: Runtime, db: AsyncSession, row: CookingSession,
     """Apply events to the session (locked) and announce what changed. `pending`: the session
     was just created; events of its appliance logged before it are taken up too."""
     plan = await program.load(db, row.recipe_id, row.recipe_version)
-    was_stale = row.stale_announced_at is not None
+    was_stale, was_live = row.stale_announced_at is not None, row.status in LIVE
     if pending:
         waiting = await repository.events_after(db, row.id, row.appliance_id,
                                                 events[-1].seq, PENDING_LIMIT)
@@ -152,7 +151,7 @@ async def apply_events(rt: Runtime, db: AsyncSession, row: CookingSession,
     row.stale_announced_at = None
     row.updated_at = now
     await db.flush()
-    if row.status in LIVE:
+    if row.status in LIVE and not was_live:
         await appliances_service.set_current_session(db, row.appliance_id, row.id, running=True)
     for _event, change in changes:
         if change.awaiting:
