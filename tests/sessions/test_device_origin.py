@@ -90,3 +90,18 @@ async def test_an_unowned_appliance_or_an_unreadable_recipe_makes_no_session(
     assert await logged(api, sid) == []
     listed = await api.client.get(f"{API}/sessions", headers=c.headers)
     assert listed.json()["items"] == []
+
+
+async def test_a_repeated_first_event_that_names_the_recipe_still_creates_the_session(
+    api: Service,
+) -> None:
+    c = await cook(api)
+    sid = uuid.uuid4()
+    await send(api, c.appliance_id, event(sid, 1, "started"),
+               event(sid, 2, "step_started", step_index=0))
+    # Firmware that sends the recipe only on a retry of seq 1: the log has seq 1 already.
+    await send(api, c.appliance_id, event(sid, 1, "started", recipe_id=str(c.recipe_id),
+                                          recipe_version=1))
+    found = await c.get(sid)
+    assert (found["status"], found["step_title"]) == ("running", "Chop")
+    assert await logged(api, sid) == [(1, "started"), (2, "step_started")]

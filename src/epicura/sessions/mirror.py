@@ -76,10 +76,11 @@ async def on_session_event(ctx: HandlerContext, message: DeviceMessage) -> None:
     if row.appliance_id != message.device_id:
         _refuse("other_appliance", message)
         return
-    if not await _log(db, message, now):
+    logged = await _log(db, message, now)
+    if not logged and not created:
         return  # a redelivery
-    await apply_events(ctx.rt, db, row, [_event_of(message, now)], now, ctx_emit(ctx),
-                       pending=created)
+    await apply_events(ctx.rt, db, row, [_event_of(message, now)] if logged else [], now,
+                       ctx_emit(ctx), pending=created)
 
 
 def ctx_emit(ctx: HandlerContext) -> live.Emit:
@@ -142,11 +143,12 @@ async def apply_events(rt: Runtime, db: AsyncSession, row: CookingSession,
     was just created; events of its appliance logged before it are taken up too."""
     plan = await program.load(db, row.recipe_id, row.recipe_version)
     was_stale, was_live = row.stale_announced_at is not None, row.status in LIVE
-    if pending:
-        waiting = await repository.events_after(db, row.id, row.appliance_id,
-                                                events[-1].seq, PENDING_LIMIT)
-        events = events + [_logged(event) for event in waiting]
     changes = [(event, machine.apply(row, event, plan, now)) for event in events]
+    if pending:
+        waiting = await repository.events_after(db, row.id, row.appliance_id, row.last_seq,
+                                                PENDING_LIMIT)
+        changes += [(event, machine.apply(row, event, plan, now))
+                    for event in map(_logged, waiting)]
     row.last_event_at = now
     row.stale_announced_at = None
     row.updated_at = now
