@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Index, String, Text, or_, select, update
+from sqlalchemy import Index, String, Text, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -311,6 +311,17 @@ async def listing(session: AsyncSession, *, state: str | None,
         query = query.where(or_(Job.created_at < after[0],
                                 (Job.created_at == after[0]) & (Job.id < after[1])))
     return list((await session.scalars(query)).all())
+
+
+async def prune_succeeded(session: AsyncSession, finished_before: datetime,
+                          limit: int = 5000) -> int:
+    """Delete up to `limit` succeeded jobs finished before the cut (dead ones stay for the
+    admin); how many went. Keys of pruned jobs may be used again, so the cut is kept far behind
+    any producer's retry window."""
+    ids = select(Job.id).where(Job.state == SUCCEEDED, Job.finished_at < finished_before) \
+        .limit(limit)
+    result = await session.execute(delete(Job).where(Job.id.in_(ids)))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def get(session: AsyncSession, job_id: uuid.UUID) -> Job | None:

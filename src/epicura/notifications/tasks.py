@@ -8,6 +8,7 @@ at its first failed send; 429/5xx honour `Retry-After` through the job runner's 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from epicura.notifications.providers import PushMessage
 log = structlog.get_logger("epicura.notifications.push")
 
 PRUNE_EVERY_S = 6 * 3600
+KEEP_SUCCEEDED_JOBS = timedelta(days=7)
 SEND_TIMEOUT_S = 30.0
 
 push_sends = Counter("epicura_push_sends_total", "Push sends by platform and outcome",
@@ -94,3 +96,14 @@ async def prune_tokens(ctx: jobs.JobContext) -> None:
     if pruned:
         log.info("push_tokens_pruned", count=pruned)
 
+
+@schedule.every(PRUNE_EVERY_S, "jobs.prune_succeeded")
+async def prune_succeeded_jobs(ctx: jobs.JobContext) -> None:
+    """Succeeded jobs of every module a week after they ran (pushes are the bulk of them);
+    failed and dead ones stay for the admin API."""
+    cut = clock.utcnow() - KEEP_SUCCEEDED_JOBS
+    while True:
+        async with ctx.db.transaction() as session:
+            pruned = await jobs.prune_succeeded(session, cut)
+        if pruned < 5000:
+            return
