@@ -47,6 +47,9 @@ async def test_session_events_reach_their_channels(api: Service) -> None:
         (done,) = await heard.wait_for("session.finished", channel)
         assert done["session_id"] == sid and done["status"] == "completed"
         assert done["summary"]["source"] == "appliance"
+    final = await heard.wait_for("session.updated", on_appliance, 6)
+    assert final[-1] == {"session_id": sid, "status": "completed", "step_index": 1,
+                         "step_title": "Add tomatoes", "step_remaining_s": 0, "remaining_s": 0}
     held = [payload for channel, payload in heard.seen if channel == on_session]
     assert all("id" in payload for payload in held)  # held events carry their channel id
     assert not heard.of("session.awaiting_user", on_appliance)

@@ -173,12 +173,13 @@ def _logged(event: SessionEvent) -> machine.Event:
 async def finish(rt: Runtime, db: AsyncSession, row: CookingSession,
                  device_data: dict[str, Any] | None, emit: live.Emit) -> None:
     """The session has just ended: summary, the recipe's cooked count, the appliance's current
-    session, and `session.finished`."""
+    session, and `session.updated` (its final status) and `session.finished`."""
     row.summary = await summary_of(db, row, device_data)
     await db.flush()
     await appliances_service.set_current_session(db, row.appliance_id, row.id, running=False)
     if row.status == COMPLETED:
         await recipes_service.count_cooked(rt, db, row.recipe_id)
+    live.updated(emit, row, None, row.ended_at or row.updated_at)  # the appliance's watchers too
     live.finished(emit, row)
 
 
