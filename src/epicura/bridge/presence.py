@@ -21,6 +21,7 @@ from epicura.bridge.reported_handlers import appliance_channel
 from epicura.kit import clock, schedule
 from epicura.kit.jobs import JobContext
 from epicura.kit.runtime import Runtime
+from epicura.notifications import service as notifications_service
 
 log = structlog.get_logger("epicura.bridge.presence")
 
@@ -39,6 +40,7 @@ async def sweep_once(rt: Runtime, now: datetime | None = None) -> list[str]:
             if not locked:
                 return []
         ids = await reported.mark_inactive(session, now)
+        await notifications_service.appliances_went_offline(session, ids, now)
     if ids:
         metrics.presence_sweeps.inc(len(ids))
         await rt.bus.publish_many([

@@ -7,6 +7,7 @@ import uuid
 from epicura.appliances import reported
 from epicura.bridge.handlers import HandlerContext, register
 from epicura.bridge.payloads import DeviceMessage
+from epicura.notifications import service as notifications_service
 
 
 def appliance_channel(appliance_id: uuid.UUID) -> str:
@@ -21,6 +22,9 @@ async def on_presence(ctx: HandlerContext, message: DeviceMessage) -> None:
     event = await reported.apply_presence(ctx.session, message.device_id, message.body, ctx.now)
     if event is not None:
         ctx.emit(appliance_channel(message.device_id), "appliance.presence", event)
+        if not event["online"]:  # a cook waiting on a session is told
+            await notifications_service.appliances_went_offline(
+                ctx.session, [message.device_id], ctx.now)
 
 
 async def on_state(ctx: HandlerContext, message: DeviceMessage) -> None:

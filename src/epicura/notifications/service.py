@@ -182,6 +182,18 @@ async def notify_security(session: AsyncSession, user_id: uuid.UUID, what: str,
     await notify(session, user_id, kind, {}, collapse_key=key)
 
 
+async def appliances_went_offline(session: AsyncSession, appliance_ids: Sequence[uuid.UUID],
+                                  at: datetime) -> None:
+    """The presence handling's hook (a last will, a shutdown, the inactivity sweep): the owner
+    of each session still live on these appliances is told."""
+    from epicura.sessions import service as sessions_service
+
+    for session_id, user_id, appliance_id in await sessions_service.live_on_appliances(
+            session, appliance_ids):
+        if user_id is not None:
+            await notify_offline_during_session(session, user_id, appliance_id, session_id, at)
+
+
 async def notify_offline_during_session(session: AsyncSession, user_id: uuid.UUID,
                                         appliance_id: uuid.UUID, session_id: uuid.UUID,
                                         went_offline_at: datetime) -> None:

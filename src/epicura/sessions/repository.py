@@ -143,6 +143,16 @@ async def live_quiet_since(db: AsyncSession, cutoff: datetime,
     return (await db.scalars(query)).all()
 
 
+async def live_on(db: AsyncSession, appliance_ids: Sequence[uuid.UUID]
+                  ) -> list[tuple[uuid.UUID, uuid.UUID | None, uuid.UUID]]:
+    """(session, user, appliance) of the live sessions on these appliances."""
+    rows = await db.execute(
+        select(CookingSession.id, CookingSession.user_id, CookingSession.appliance_id)
+        .where(CookingSession.appliance_id.in_(list(appliance_ids)),
+               CookingSession.status.in_(sorted(LIVE))))
+    return [(sid, uid, aid) for sid, uid, aid in rows.all()]
+
+
 async def announced_stale(db: AsyncSession, limit: int) -> Sequence[CookingSession]:
     query = (select(CookingSession)
              .where(CookingSession.status.in_(sorted(LIVE)),

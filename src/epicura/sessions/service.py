@@ -72,6 +72,15 @@ async def is_owner(db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID) 
     return await repository.owner_of(db, session_id) == user_id
 
 
+async def live_on_appliances(db: AsyncSession, appliance_ids: Sequence[uuid.UUID]
+                             ) -> list[tuple[uuid.UUID, uuid.UUID | None, uuid.UUID]]:
+    """(session id, user id, appliance id) of the sessions running, paused or awaiting the cook
+    on these appliances (the notifications module asks when appliances go offline)."""
+    if not appliance_ids:
+        return []
+    return await repository.live_on(db, appliance_ids)
+
+
 async def get_owned_or_404(db: AsyncSession, user: User, session_id: uuid.UUID, *,
                            lock: bool = False) -> CookingSession:
     row = await repository.get(db, session_id, lock=lock)
