@@ -3,7 +3,8 @@
 The queue holds at most `Limits.send_queue` events; one more closes the socket with 1013 (the
 client reconnects and resumes with `since`). Telemetry never queues up: each channel has one
 slot holding its newest telemetry event, and the queue holds only a marker for the slot, so a slow
-client costs at most one telemetry event per subscribed channel.
+client costs at most one telemetry event per subscribed channel; a slot is queued at most once a
+second per channel.
 
 A subscription that is being set up (or caught up after the bus reconnected) buffers its live
 events; once its replay has been delivered the buffer is flushed, skipping events whose id was
@@ -13,6 +14,7 @@ already delivered. Held events are delivered at most once per subscription and i
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -74,6 +76,7 @@ class Connection:
         self._queue: deque[tuple[str, str] | _Slot] = deque()
         self._queued_events = 0
         self._telemetry: dict[str, str] = {}  # channel → its newest telemetry frame
+        self._telemetry_at: dict[str, float] = {}  # channel → when its last one was queued
         self._wake = asyncio.Event()
 
     @property
@@ -107,13 +110,27 @@ class Connection:
         self._wake.set()
 
     def _send_telemetry(self, channel: str, text: str) -> None:
+        """At most one telemetry event a second per channel, newest kept: whatever instance or
+        bridge it came from, the socket holds at most one per channel."""
         if self.done.is_set():
             return
-        if channel in self._telemetry:
+        if channel in self._telemetry:  # one is waiting already: the newest replaces it
             metrics.telemetry_conflated.inc()
-        else:
-            self._queue.append(_Slot(channel))
+            self._telemetry[channel] = text
+            return
         self._telemetry[channel] = text
+        wait = (self._telemetry_at.get(channel, -1e9) + self.limits.telemetry_interval_s
+                - time.monotonic())
+        if wait <= 0:
+            self._queue_telemetry(channel)
+        else:
+            asyncio.get_running_loop().call_later(wait, self._queue_telemetry, channel)
+
+    def _queue_telemetry(self, channel: str) -> None:
+        if self.done.is_set() or channel not in self._telemetry:
+            return
+        self._telemetry_at[channel] = time.monotonic()
+        self._queue.append(_Slot(channel))
         self._wake.set()
 
     def deliver(self, subscription: Subscription, event: LiveEvent) -> None:
@@ -148,6 +165,7 @@ class Connection:
 
     def drop_telemetry(self, channel: str) -> None:
         self._telemetry.pop(channel, None)
+        self._telemetry_at.pop(channel, None)
 
     async def write_loop(self) -> None:
         """Write queued frames in order until cancelled (a slow client blocks here)."""

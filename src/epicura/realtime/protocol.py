@@ -47,6 +47,7 @@ class Limits:
     auth_timeout_s: float = 5.0
     max_frame_bytes: int = 64 * 1024
     send_queue: int = 256  # events waiting to be written, telemetry slots not counted
+    telemetry_interval_s: float = 1.0  # per channel, newest kept
     max_subscriptions: int = 100
     sockets_per_user: int = 20  # per instance
     frames_per_s: float = 20.0
