@@ -80,8 +80,9 @@ async def test_logout_all_closes_every_socket_of_the_user(pg_served: Served) -> 
 
 @pytest.fixture
 async def short_tokens(pg_settings: Settings, smtp: tuple[int, Mailbox]) -> AsyncIterator[Served]:
-    """Access tokens that live 2 s, without leeway."""
-    settings = pg_settings.model_copy(update={"access_token_ttl_s": 2, "jwt_leeway_s": 0})
+    """Access tokens that live 2 s (the JWT leeway, for clock skew between services, does not
+    keep a socket open past its token's expiry)."""
+    settings = pg_settings.model_copy(update={"access_token_ttl_s": 2})
     async with serving(settings, smtp[1]) as served:
         yield served
 

@@ -68,7 +68,7 @@ class Connection:
         self.limits = limits
         self.user_id: uuid.UUID | None = None
         self.session_id: uuid.UUID | None = None
-        self.expires_at: datetime | None = None  # the access token's expiry plus the leeway
+        self.expires_at: datetime | None = None  # when the access token expires
         self.subscriptions: dict[str, Subscription] = {}  # by the client's channel name
         self.close_code: int | None = None
         self.close_reason = ""

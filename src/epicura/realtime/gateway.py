@@ -24,7 +24,7 @@ from epicura.kit.net import client_ip
 from epicura.kit.runtime import Runtime
 from epicura.realtime import access, channels, metrics
 from epicura.realtime.connection import Connection, Subscription
-from epicura.realtime.hub import Hub, expiry, hub_of
+from epicura.realtime.hub import Hub, hub_of
 from epicura.realtime.protocol import (
     AUTH_REQUIRED,
     CLOSE_INTERNAL,
@@ -213,10 +213,10 @@ class Socket:
             connection.close(CLOSE_UNAUTHORIZED, "a token of another user")
             return
         connection.session_id = identity.session_id
-        connection.expires_at = expiry(identity.exp, self.rt.settings.jwt_leeway_s)
+        connection.expires_at = datetime.fromtimestamp(identity.exp, UTC)
         self._reply("auth.ok", {
             "user_id": str(identity.user_id),
-            "expires_at": datetime.fromtimestamp(identity.exp, UTC).isoformat(),
+            "expires_at": connection.expires_at.isoformat(),
         }, incoming)
 
     async def _subscribe(self, incoming: ClientFrame) -> None:

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Coroutine, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -239,12 +239,6 @@ async def _bounded(checks: Iterable[Coroutine[Any, Any, None]]) -> None:
             await check
 
     await asyncio.gather(*(gated(check) for check in checks))
-
-
-def expiry(exp: int, leeway_s: int) -> datetime:
-    """When a socket authenticated by a token expiring at `exp` must close: REST accepts the
-    token for the JWT leeway after `exp`, and so does the socket."""
-    return datetime.fromtimestamp(exp, UTC) + timedelta(seconds=leeway_s)
 
 
 def install(rt: Runtime) -> Hub:
