@@ -23,12 +23,12 @@ from datetime import datetime
 from starlette.websockets import WebSocket
 
 from epicura.realtime import metrics
+from epicura.realtime.channels import parse_id
 from epicura.realtime.protocol import (
     CLOSE_OVERLOADED,
     TELEMETRY,
     Channel,
     Limits,
-    id_key,
 )
 
 
@@ -42,7 +42,7 @@ class LiveEvent:
 
     @property
     def key(self) -> tuple[int, int] | None:
-        return None if self.id is None else id_key(self.id)
+        return None if self.id is None else parse_id(self.id)
 
 
 @dataclass(eq=False)
@@ -54,7 +54,7 @@ class Subscription:
 
     @property
     def last_key(self) -> tuple[int, int] | None:
-        return None if self.last_id is None else id_key(self.last_id)
+        return None if self.last_id is None else parse_id(self.last_id)
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,11 @@ def live_event(channel_name: str, payload: dict[str, Any]) -> LiveEvent | None:
     kind, data, event_id = payload.get("type"), payload.get("data"), payload.get("id")
     if not isinstance(kind, str) or not isinstance(data, dict):
         return None
-    if event_id is not None and not isinstance(event_id, str):
-        return None
+    if event_id is not None:
+        try:
+            channels.parse_id(event_id)
+        except ValueError:
+            return None
     return LiveEvent(kind, event_id, frame(kind, data, channel=channel_name, event_id=event_id))
 
 
@@ -102,9 +105,6 @@ class Hub:
             subscribers.pop(connection, None)
             if not subscribers:
                 del self._subscribers[subscription.bus_name]
-
-    def subscriber_count(self, bus_name: str) -> int:
-        return len(self._subscribers.get(bus_name, ()))
 
     # --- events --------------------------------------------------------------------------------
 

@@ -169,12 +169,6 @@ def parse_channel(value: object, ref: Ref | None) -> Channel:
         raise FrameError(NOT_FOUND, "no such channel", ref, value) from None
 
 
-def id_key(event_id: str) -> tuple[int, int]:
-    """A stream id (`{ms}-{seq}`) as a comparable pair."""
-    ms, _, seq = event_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 class TokenBucket:
     """`rate` tokens a second up to `burst`; `take()` is False when empty."""
 
