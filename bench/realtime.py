@@ -46,6 +46,7 @@ from ingest import fresh_database
 from ingest_procs import (
     DB_URL,
     ROOT,
+    cpu_seconds,
     epicura_entry,
     free_port,
     pinned,
@@ -254,8 +255,15 @@ def quantiles(values: list[float]) -> str:
     return f"{cuts[49]:7.1f} {cuts[94]:7.1f} {cuts[98]:7.1f} {max(values):8.1f}"
 
 
-async def round_of(count: int, port: int, mqtt_port: int, serve_pid: int, tokens: list[str],
-                   appliances: list[str], args: argparse.Namespace) -> None:
+def cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    found = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    found["bench"] = sum(os.times()[:2])
+    return found
+
+
+async def round_of(count: int, port: int, mqtt_port: int, pids: dict[str, int],
+                   tokens: list[str], appliances: list[str], args: argparse.Namespace) -> None:
+    serve_pid = pids["serve"]
     seen = Latencies()
     url = f"ws://127.0.0.1:{port}/api/v1/ws"
     before = rss_kib(serve_pid)
@@ -263,17 +271,22 @@ async def round_of(count: int, port: int, mqtt_port: int, serve_pid: int, tokens
     for start in range(0, count, 50):
         await asyncio.gather(*(s.open() for s in sockets[start:start + 50]))
     after = rss_kib(serve_pid)
+    cpu_before, started = cpu_now(pids), time.monotonic()
     try:
         sent_t, sent_a = await publish_load(mqtt_port, appliances[:count], args.duration,
                                             args.alert_every)
+        cpu_after, elapsed = cpu_now(pids), time.monotonic() - started
     finally:
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+    cpu = "  ".join(f"{name} {100 * (cpu_after[name] - cpu_before[name]) / elapsed:.0f}%"
+                    for name in cpu_after)
     print(f"{count:>7} sockets  memory {(after - before) / count:6.1f} KiB/socket "
           f"(serve RSS {before / 1024:.0f} → {after / 1024:.0f} MiB)")
     print(f"        telemetry  sent {sent_t:6d} got {len(seen.telemetry):6d}   "
           f"ms p50/p95/p99/max {quantiles(seen.telemetry)}")
     print(f"        alerts     sent {sent_a:6d} got {len(seen.alert):6d}   "
           f"ms p50/p95/p99/max {quantiles(seen.alert)}")
+    print(f"        CPU over the load: {cpu}")
     if seen.errors:
         print(f"        errors: {seen.errors[:3]}")
 
@@ -303,7 +316,9 @@ async def main() -> None:
         print(f"# telemetry every {TELEMETRY_EVERY_S:g} s per appliance, "
               f"{args.duration:g} s per round, pinned={args.pin}")
         for count in counts:
-            await round_of(count, port, mqtt_port, serve.pid, tokens, appliances, args)
+            await round_of(count, port, mqtt_port,
+                           {"serve": serve.pid, "bridge": bridge.pid, "broker": broker.pid},
+                           tokens, appliances, args)
     finally:
         stop(serve)
         stop(bridge)
