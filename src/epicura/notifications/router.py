@@ -36,8 +36,9 @@ async def register_token(body: PushTokenIn, user: CurrentUser, db: DbSession,
                          response: Response) -> PushTokenOut:
     """Register this app install's token: 201 when it is new to the caller, 200 when it was
     already theirs (its last-seen time, app version and locale are updated). A token another
-    user registered before moves to the caller. `token` is an FCM registration token (`fcm`) or
-    an APNs device token in hex (`apns`); anything else is 422 `push_token_invalid`."""
+    user registered before moves to the caller. `token` is an FCM registration token (`fcm`,
+    20–1,024 characters of `[A-Za-z0-9_:.-]`) or an APNs device token in hex (`apns`, 64–200
+    digits); anything else is 422."""
     row, created = await service.register_token(db, user, body)
     if not created:
         response.status_code = 200

@@ -30,11 +30,12 @@ from epicura.kit.runtime import Runtime
 from epicura.notifications import repository, rules, texts
 from epicura.notifications.models import Notification, NotificationPreference, PushToken
 from epicura.notifications.schemas import (
+    ApnsTokenIn,
     Categories,
+    FcmTokenIn,
     NotificationOut,
     PreferencesIn,
     PreferencesOut,
-    PushTokenIn,
     QuietHoursOut,
 )
 from epicura.realtime import outbox
@@ -217,7 +218,7 @@ async def notify_firmware(session: AsyncSession, user_id: uuid.UUID, appliance_i
 # --- push tokens -----------------------------------------------------------------------------
 
 async def register_token(session: AsyncSession, user: User,
-                         body: PushTokenIn) -> tuple[PushToken, bool]:
+                         body: FcmTokenIn | ApnsTokenIn) -> tuple[PushToken, bool]:
     """(token, created): created when it is new to this user (new, or moved from another)."""
     now = clock.utcnow()
     previous_owner = await repository.token_owner(session, body.platform, body.token)
@@ -259,6 +260,8 @@ async def get_preferences(session: AsyncSession, user: User) -> PreferencesOut:
 
 async def put_preferences(session: AsyncSession, user: User, body: PreferencesIn) -> PreferencesOut:
     quiet = body.quiet_hours
+    if quiet is not None and quiet.start == quiet.end:
+        quiet = None  # an empty window
     await repository.save_preferences(session, user.id, {
         "categories": body.categories.model_dump(),
         "quiet_start": quiet.start if quiet else None,
