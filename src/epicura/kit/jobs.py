@@ -48,7 +48,6 @@ LEASE_S = 120
 DEFAULT_TIMEOUT_S = 60.0
 MAX_TIMEOUT_S = LEASE_S - 15.0  # a timed-out run has finished before its lease can expire
 SEALED_KEY = "_sealed"
-STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, DEAD)
 
 
 class RetryLater(Exception):
@@ -65,7 +64,8 @@ class Permanent(Exception):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_state_run_at", "state", "run_at"),)
+    __table_args__ = (Index("ix_jobs_state_run_at", "state", "run_at"),
+                      Index("ix_jobs_state_created", "state", "created_at"))
 
     id: Mapped[uuid.UUID] = uuid_pk()
     kind: Mapped[str] = mapped_column(String(64))
