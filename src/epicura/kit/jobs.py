@@ -65,7 +65,8 @@ class Permanent(Exception):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_state_run_at", "state", "run_at"),
-                      Index("ix_jobs_state_created", "state", "created_at"))
+                      Index("ix_jobs_state_created", "state", "created_at"),
+                      Index("uq_jobs_key", "key", unique=True))
 
     id: Mapped[uuid.UUID] = uuid_pk()
     kind: Mapped[str] = mapped_column(String(64))
@@ -78,7 +79,7 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    key: Mapped[str | None] = mapped_column(String(200))
     timeout_s: Mapped[float | None]
 
 
