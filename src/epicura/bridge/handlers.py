@@ -69,15 +69,12 @@ _loaded = False
 
 def load() -> None:
     """Import the modules that register handlers (each registers at import time); ingest calls
-    it before its first batch. A module with device-message handlers adds its import here, and
-    so does the outbox relay's consumer (notifications): the bridge's relay, like every
-    process's, turns the alerts and session events it publishes into notifications."""
+    it before its first batch. A module with device-message handlers adds its import here."""
     global _loaded
     if _loaded:
         return
     import epicura.bridge.reported_handlers  # noqa: F401 - presence, state, alert, cmd/result
     from epicura.appliances import sync as _device_sync  # noqa: F401 - up/sync reports
-    from epicura.notifications import service as _notifications  # noqa: F401 - relay consumer
     from epicura.sessions import mirror as _sessions  # noqa: F401 - up/session events
 
     _loaded = True

@@ -301,7 +301,6 @@ def install(rt: Runtime) -> None:
         hooks.append(forget_user)
 
 
-# Every process that runs an outbox relay imports this module (serve through its routers, the
-# worker through its job handlers, the bridge through its handler modules), so registering here
-# means no relay publishes a trigger without its notification.
+# The relay imports this module before its first run (`outbox.load_consumers`), so no relay in
+# any process publishes a trigger without its notification.
 outbox.on_relay(on_outbox_rows)

@@ -80,6 +80,20 @@ def on_relay(consumer: Consumer) -> None:
     _consumers.append(consumer)
 
 
+_loaded = False
+
+
+def load_consumers() -> None:
+    """Import the modules whose consumers must see every relayed row, whichever process relays
+    it (each registers with `on_relay` at import time). A module with a consumer adds it here."""
+    global _loaded
+    if _loaded:
+        return
+    from epicura.notifications import service as _notifications  # noqa: F401 - inbox + push
+
+    _loaded = True
+
+
 def record(session: AsyncSession, channel: str, event_type: str, data: dict[str, Any]) -> None:
     """Queue one event for `channel`, published once the caller's transaction commits."""
     session.add(OutboxEvent(channel=channel, type=event_type, data=data,
@@ -89,6 +103,7 @@ def record(session: AsyncSession, channel: str, event_type: str, data: dict[str,
 async def relay_once(rt: Runtime, limit: int = BATCH) -> int:
     """Publish up to `limit` pending events in commit order and mark them relayed; how many
     went (0 also when another relay holds the turn)."""
+    load_consumers()
     async with rt.db.sessions() as session, session.begin():
         if not rt.settings.is_sqlite and not await session.scalar(_RELAY_LOCK):
             return 0
