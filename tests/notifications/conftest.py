@@ -15,10 +15,12 @@ from sqlalchemy import select
 from epicura.auth.models import User
 from epicura.config import Settings
 from epicura.kit import jobs
+from epicura.notifications.apns import ApnsClient
 from epicura.notifications.models import Notification
 from epicura.realtime import outbox
 from tests.bridge.ingest_support import wait_until
-from tests.notifications.fakes import FakeApns, FakeFcm, pem_private, self_signed, serving
+from tests.notifications.fake_apns import FakeApns, serving_apns
+from tests.notifications.fakes import FakeFcm, pem_private, self_signed, serving, trust
 from tests.support import API, Service, bearer
 
 APNS_TOKEN = "ab" * 32
@@ -36,9 +38,16 @@ class Fakes:
 async def fakes(tmp_path: Path) -> AsyncIterator[Fakes]:
     fcm, apns = FakeFcm(), FakeApns()
     tls = self_signed(tmp_path)
-    async with serving(fcm.app()) as fcm_url, serving(apns.app(), tls=tls) as apns_url:
+    async with serving(fcm.app()) as fcm_url, serving_apns(apns, tls) as apns_url:
         fcm.base_url, apns.base_url = fcm_url, apns_url
         yield Fakes(fcm, apns, tls[0])
+
+
+def apns_client(fakes: Fakes) -> ApnsClient:
+    """An APNs client of its own (not the service's) on the local APNs."""
+    return ApnsClient(team_id=fakes.apns.team_id, key_id=fakes.apns.key_id,
+                      private_key_pem=pem_private(fakes.apns.key), topic=fakes.apns.topic,
+                      base_url=fakes.apns.base_url, verify=trust(fakes.ca_file))
 
 
 def push_settings(settings: Settings, fakes: Fakes) -> Settings:

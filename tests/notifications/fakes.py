@@ -1,14 +1,11 @@
-"""Local FCM and APNs servers on real sockets that check requests the way the providers
-document and answer with their error bodies; tests script answers per device token.
+"""A local FCM server on a real socket that checks requests the way Google documents and
+answers with its error bodies (tests script answers per device token), and what the local APNs
+(fake_apns.py) shares with it.
 
 FCM: the OAuth2 token endpoint verifies the service account's RS256 JWT assertion (signature,
 `aud`, `iss`, `scope`, lifetime) and hands out access tokens; `messages:send` checks the bearer
 token, the project, the message shape (one target, string data values, Android priority, TTL)
 and answers 200 `{"name"}` or an `{"error": {code, message, status, details: [FcmError]}}`.
-
-APNs: TLS (a self-signed certificate for 127.0.0.1), HTTP/2 when the client offers it, the ES256
-provider token (`kid`, `iss`, age under an hour, not renewed more often than every 20 minutes),
-the `apns-*` headers and the payload size; answers 200 with `apns-id` or `{"reason"}`.
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ import secrets
 import socket
 import ssl
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,92 +163,8 @@ class FakeFcm:
         ])
 
 
-@dataclass
-class FakeApns:
-    team_id: str = "TEAM123456"
-    key_id: str = "KEY1234567"
-    topic: str = "cloud.epicura.app"
-    key: ec.EllipticCurvePrivateKey = field(
-        default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
-    base_url: str = ""
-    sent: list[Received] = field(default_factory=list)
-    unregistered: set[str] = field(default_factory=set)
-    script: dict[str, list[Scripted]] = field(default_factory=dict)
-    provider_tokens: list[tuple[str, float]] = field(default_factory=list)  # (jwt, first seen)
-
-    def sent_to(self, token: str) -> list[Received]:
-        return [r for r in self.sent if r.token == token]
-
-    @staticmethod
-    def reason(status: int, reason: str, **extra: Any) -> Response:
-        return JSONResponse({"reason": reason, **extra}, status)
-
-    def _check_provider_token(self, auth: str) -> Response | None:
-        if not auth.startswith("bearer "):
-            return self.reason(403, "MissingProviderToken")
-        encoded = auth.removeprefix("bearer ")
-        try:
-            header = jwt.get_unverified_header(encoded)
-            claims = jwt.decode(encoded, self.key.public_key(), algorithms=["ES256"],
-                                options={"require": ["iss", "iat"]})
-        except jwt.PyJWTError:
-            return self.reason(403, "InvalidProviderToken")
-        if header.get("kid") != self.key_id or claims["iss"] != self.team_id:
-            return self.reason(403, "InvalidProviderToken")
-        if time.time() - claims["iat"] > 3600:
-            return self.reason(403, "ExpiredProviderToken")
-        if not any(seen == encoded for seen, _ in self.provider_tokens):
-            if self.provider_tokens and time.time() - self.provider_tokens[-1][1] < 20 * 60:
-                return self.reason(429, "TooManyProviderTokenUpdates")
-            self.provider_tokens.append((encoded, time.time()))
-        return None
-
-    async def push(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        refused = self._check_provider_token(request.headers.get("authorization", ""))
-        if refused is not None:
-            return refused
-        h = request.headers
-        if "apns-topic" not in h:
-            return self.reason(400, "MissingTopic")
-        if h["apns-topic"] != self.topic:
-            return self.reason(400, "TopicDisallowed")
-        if h.get("apns-push-type") not in ("alert", "background", "voip", "liveactivity"):
-            return self.reason(400, "InvalidPushType")
-        if h.get("apns-priority", "10") not in ("5", "10"):
-            return self.reason(400, "BadPriority")
-        if len(h.get("apns-collapse-id", "").encode()) > 64:
-            return self.reason(400, "BadCollapseId")
-        if not h.get("apns-expiration", "0").isdigit():
-            return self.reason(400, "BadExpirationDate")
-        try:
-            apns_id = str(uuid.UUID(h.get("apns-id", str(uuid.uuid4()))))
-        except ValueError:
-            return self.reason(400, "BadMessageId")
-        if not re.fullmatch(r"[0-9a-f]{64}", token):
-            return self.reason(400, "BadDeviceToken")
-        raw = await request.body()
-        if len(raw) > 4096:
-            return self.reason(413, "PayloadTooLarge")
-        try:
-            body = orjson.loads(raw)
-            assert isinstance(body, dict) and "aps" in body
-        except (orjson.JSONDecodeError, AssertionError):
-            return self.reason(400, "PayloadEmpty")
-        if self.script.get(token):
-            status, headers, content = self.script[token].pop(0)
-            return Response(content, status, headers=headers, media_type="application/json")
-        if token in self.unregistered:
-            return self.reason(410, "Unregistered", timestamp=int(time.time() * 1000))
-        self.sent.append(Received(token, dict(h), body, request.scope.get("http_version", "")))
-        return Response(status_code=200, headers={"apns-id": apns_id})
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/3/device/{token}", self.push, methods=["POST"])])
-
-
 def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost (it is its own CA) and its key."""
+    """A certificate for 127.0.0.1 and localhost (it is its own CA) and its key (the APNs's)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "apns.local.test")])
     now = dt.datetime.now(dt.UTC)
@@ -274,15 +186,13 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Starlette, *, tls: tuple[Path, Path] | None = None) -> AsyncIterator[str]:
+async def serving(app: Starlette) -> AsyncIterator[str]:
     """Serve `app` on a free local port in this event loop; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", ws="none", access_log=False,
-        ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     async def started() -> bool:
@@ -290,7 +200,7 @@ async def serving(app: Starlette, *, tls: tuple[Path, Path] | None = None) -> As
 
     try:
         await wait_until(started, timeout_s=10, message="the fake provider to listen")
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

@@ -24,8 +24,8 @@ from epicura.notifications.models import Notification
 from epicura.notifications.providers import PushMessage, retry_after_s
 from epicura.realtime import outbox
 from tests.conftest import _truncate, delete_keys, free_port
-from tests.notifications.conftest import APNS_TOKEN, FCM_TOKEN, Fakes
-from tests.notifications.fakes import pem_private, trust
+from tests.notifications.conftest import APNS_TOKEN, FCM_TOKEN, Fakes, apns_client
+from tests.notifications.fakes import pem_private
 from tests.notifications.test_triggers import awaiting
 from tests.support import STRONG_PASSWORD
 
@@ -108,12 +108,6 @@ async def test_a_token_endpoint_that_fails_is_retried(
     assert (failed.outcome, failed.reason) == ("retry", reason)
     assert failed.retry_after_s == (30 if answer[0] == 503 else None)
     assert sent.outcome == "sent"
-
-
-def apns_client(fakes: Fakes) -> ApnsClient:
-    return ApnsClient(team_id=fakes.apns.team_id, key_id=fakes.apns.key_id,
-                      private_key_pem=pem_private(fakes.apns.key), topic=fakes.apns.topic,
-                      base_url=fakes.apns.base_url, verify=trust(fakes.ca_file))
 
 
 async def test_an_expired_provider_token_is_renewed(fakes: Fakes) -> None:

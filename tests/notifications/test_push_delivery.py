@@ -14,7 +14,6 @@ import pytest
 
 from epicura.auth import service as auth_service
 from epicura.kit import clock, jobs
-from epicura.notifications.providers import HTTP2_AVAILABLE
 from tests.appliances.conftest import assert_problem
 from tests.notifications.conftest import (
     APNS_TOKEN,
@@ -81,10 +80,11 @@ async def test_one_push_per_step_and_one_for_the_finish_on_each_provider(
     assert int(first.headers["apns-expiration"]) > clock.utcnow().timestamp()
     assert {r.headers["apns-id"] for r in iphone} == {
         r.body["data"]["notification_id"] for r in android}  # one id per notification
-    assert first.http_version == ("2" if HTTP2_AVAILABLE else "1.1")
+    assert first.http_version == "2"
 
     assert fakes.fcm.exchanges == 1  # the access token is cached
     assert len(fakes.apns.provider_tokens) == 1  # the provider token is reused
+    assert fakes.apns.connections == 1  # over one kept HTTP/2 connection
     assert {job.state for job in await push_jobs(svc)} == {jobs.SUCCEEDED}
 
 

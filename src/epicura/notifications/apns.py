@@ -1,9 +1,10 @@
 """Apple Push Notification service over HTTP/2, without the vendor SDK.
 
-One kept connection per process (an `httpx2.AsyncClient` with HTTP/2); each request carries an
-ES256 provider token (`kid` = key id, `iss` = team id) that is reused for 40 minutes — Apple
-refuses refreshing more often than every 20 minutes (`TooManyProviderTokenUpdates`) and tokens
-older than an hour (`ExpiredProviderToken`). `POST /3/device/{token}` with `apns-topic`,
+One kept HTTP/2 connection per process (an `httpx2.AsyncClient` that offers only "h2" in ALPN:
+Apple accepts nothing else, and concurrent pushes are streams multiplexed on it); each request
+carries an ES256 provider token (`kid` = key id, `iss` = team id) that is reused for 40 minutes —
+Apple refuses refreshing more often than every 20 minutes (`TooManyProviderTokenUpdates`) and
+tokens older than an hour (`ExpiredProviderToken`). `POST /3/device/{token}` with `apns-topic`,
 `apns-push-type`, `apns-priority`, `apns-expiration`, `apns-collapse-id` and `apns-id`.
 410 `Unregistered` and 400 `BadDeviceToken` / `DeviceTokenNotForTopic` mean the token is dead;
 429 and 5xx are retried (after `Retry-After` when given); an expired provider token is renewed.
@@ -21,7 +22,6 @@ import orjson
 
 from epicura.kit import clock
 from epicura.notifications.providers import (
-    HTTP2_AVAILABLE,
     SEND_TIMEOUT_S,
     PushMessage,
     SendResult,
@@ -46,9 +46,10 @@ class ApnsClient:
         self.private_key = private_key_pem
         self.topic = topic
         self.base_url = base_url.rstrip("/")
-        # One connection, kept: APNs wants long-lived HTTP/2 connections, not one per push.
+        # One connection, kept: APNs wants long-lived HTTP/2 connections, not one per push
+        # (and HTTP/2 only: no HTTP/1.1 fallback that Apple would refuse anyway).
         self.http = http or httpx2.AsyncClient(
-            http2=HTTP2_AVAILABLE, verify=verify, timeout=SEND_TIMEOUT_S,
+            http1=False, http2=True, verify=verify, timeout=SEND_TIMEOUT_S,
             limits=httpx2.Limits(max_connections=1, keepalive_expiry=3600))
         self._token: tuple[str, float] | None = None  # (jwt, issued at)
         self.tokens_made = 0

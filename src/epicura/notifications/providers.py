@@ -3,7 +3,6 @@ per-process clients (one kept connection per provider) built from the settings."
 
 from __future__ import annotations
 
-import importlib.util
 import ssl
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,8 +20,6 @@ if TYPE_CHECKING:
 
     from epicura.kit.runtime import Runtime
 
-# APNs speaks HTTP/2 only; httpx2 needs the `h2` package (the `httpx2[http2]` extra) for it.
-HTTP2_AVAILABLE = importlib.util.find_spec("h2") is not None
 PROVIDERS_KEY = "push_providers"
 SEND_TIMEOUT_S = 10.0
 MAX_RETRY_AFTER_S = 3600.0
