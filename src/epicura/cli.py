@@ -62,11 +62,15 @@ def serve(host: str, port: int | None, workers: int) -> None:
 
 
 @main.command()
-def worker() -> None:
+@click.option("--metrics-host", envvar="WORKER_METRICS_HOST", default="0.0.0.0",  # noqa: S104
+              show_default=True, help="Address of the /healthz, /readyz and /metrics port.")
+@click.option("--metrics-port", envvar="WORKER_METRICS_PORT", type=click.IntRange(0, 65535),
+              default=0, show_default=True, help="Probe port, e.g. 9102 (0: none).")
+def worker(metrics_host: str, metrics_port: int) -> None:
     """Run background jobs (e-mails, pushes, rollups, retention)."""
     from epicura.app import job_context
     from epicura.bridge.publisher import close_publisher
-    from epicura.kit import jobs, schedule
+    from epicura.kit import jobs, probes, schedule
     from epicura.kit.logging import configure
     from epicura.kit.runtime import Runtime
     from epicura.realtime import outbox
@@ -81,11 +85,17 @@ def worker() -> None:
 
     async def run() -> None:
         context = job_context(runtime)
+        server = None
         try:
+            if metrics_port:
+                checks = {"database": probes.database_check(runtime.db)}
+                server = await probes.serve(probes.routes(checks), metrics_host, metrics_port)
             # The job queue and the periodic tasks (rollups, partitions, pruning), side by side.
             await asyncio.gather(jobs.run_forever(context, runtime.jobs.wakeup),
                                  schedule.run_forever(context), outbox.relay(runtime).run())
         finally:
+            if server is not None:
+                server.close()
             await close_publisher(runtime)  # the down/ messages' broker connection
             await runtime.close()
 

@@ -1,18 +1,27 @@
 """The job queue (kit/jobs.py) on PostgreSQL: outbox semantics, retries with backoff, dead jobs,
-expired leases, sealed secrets and `SKIP LOCKED` claiming (T50, T51)."""
+expired leases, sealed secrets and `SKIP LOCKED` claiming (T50, T51); its metrics, and
+`epicura worker --metrics-port` serving them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, text
 
 from epicura.app import job_context
-from epicura.kit import clock, jobs
+from epicura.config import Settings
+from epicura.kit import clock, jobs, metrics
+from tests.bridge.ingest_support import wait_until
+from tests.conftest import REDIS_URL, free_port
+from tests.e2e import process_env, started
 from tests.support import Service
 
 pytestmark = pytest.mark.anyio
@@ -182,3 +191,97 @@ async def test_concurrent_claims_never_get_the_same_job(svc: Service) -> None:
     assert len(claimed) == len(set(claimed))
     assert set(claimed) == ids
     assert all(job.attempts == 1 for batch in batches for job in batch)
+
+
+def _finished(kind: str, outcome: str) -> float:
+    return metrics.registry.get_sample_value(
+        "epicura_jobs_finished_total", {"kind": kind, "outcome": outcome}) or 0.0
+
+
+def _depth(state: str) -> float | None:
+    return metrics.registry.get_sample_value("epicura_job_queue_depth", {"state": state})
+
+
+async def test_finished_jobs_are_counted_by_kind_and_outcome(svc: Service) -> None:
+    outcomes = [("test.jobs.record", jobs.SUCCEEDED), ("test.jobs.fail", jobs.FAILED),
+                ("test.jobs.fail", jobs.DEAD)]
+    before = {pair: _finished(*pair) for pair in outcomes}
+    run = _run_id()
+    await _enqueue(svc, "test.jobs.record", {"run": run})
+    await _enqueue(svc, "test.jobs.fail", {"run": run}, max_attempts=3)  # retried later
+    await _enqueue(svc, "test.jobs.fail", {"run": run}, max_attempts=1)  # dies at once
+    assert await _run_due(svc) == 3
+    assert {pair: _finished(*pair) - before[pair] for pair in outcomes} == dict.fromkeys(
+        outcomes, 1.0)
+
+
+async def test_the_queue_depth_gauge_reflects_the_queue(svc: Service) -> None:
+    db = svc.runtime.db
+    before = await jobs.queue_depth(db)
+    run = _run_id()
+    for _ in range(3):
+        await _enqueue(svc, "test.jobs.record", {"run": run}, delay_s=3600)  # not due yet
+    await _enqueue(svc, "test.jobs.fail", {"run": run}, max_attempts=1)
+    assert await _run_due(svc) == 1
+    after = await jobs.queue_depth(db)
+    assert {state: after[state] - before[state] for state in jobs.WAITING} == {
+        jobs.QUEUED: 3, jobs.RUNNING: 0, jobs.FAILED: 0, jobs.DEAD: 1}
+    assert {state: _depth(state) for state in jobs.WAITING} == after
+
+    # The runner refreshes the gauge by itself, every `depth_every_s`.
+    metrics.queue_depth.labels(state=jobs.QUEUED).set(-1)
+    runner = asyncio.create_task(jobs.run_forever(job_context(svc.runtime), asyncio.Event(),
+                                                  depth_every_s=0.05))
+
+    async def refreshed() -> bool:
+        return _depth(jobs.QUEUED) == after[jobs.QUEUED]
+
+    try:
+        await wait_until(refreshed, timeout_s=10, message="the runner to refresh the gauge")
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
+def _samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples}
+
+
+async def test_the_worker_serves_probes_and_job_metrics(
+        svc: Service, pg_settings: Settings, tmp_path: Path) -> None:
+    # The worker process has no handler for this test kind: its run fails and is retried later.
+    await _enqueue(svc, "test.jobs.record", {"run": _run_id()})
+    for _ in range(2):
+        await _enqueue(svc, "test.jobs.record", {"run": _run_id()}, delay_s=3600)
+    assert pg_settings.database_url is not None
+    port = free_port()
+    env = process_env(DATABASE_URL=pg_settings.database_url, REDIS_URL=REDIS_URL,
+                      REDIS_PREFIX=pg_settings.redis_prefix, WORKER_METRICS_PORT=str(port))
+    failed = ("epicura_jobs_finished_total",
+              frozenset({("kind", "test.jobs.record"), ("outcome", "failed")}))
+
+    def depth(state: str) -> tuple[str, frozenset[tuple[str, str]]]:
+        return "epicura_job_queue_depth", frozenset({("state", state)})
+
+    async with (started("worker", "--metrics-host", "127.0.0.1", cwd=tmp_path, env=env)
+                as worker, httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                              timeout=10) as client):
+        async def scraped() -> bool:
+            assert not worker.output.closed, worker.output.text
+            try:
+                reply = await client.get("/metrics")
+            except httpx2.ConnectError:
+                return False  # not listening yet
+            found = _samples(reply.text)
+            # Three waiting jobs whichever side of a depth refresh the failed run fell.
+            return found.get(failed) == 1 and \
+                found.get(depth("queued"), 0) + found.get(depth("failed"), 0) == 3
+
+        await wait_until(scraped, timeout_s=60, message="the worker's metrics")
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.json()["checks"]) == (200, {"database": "ok"})
+        assert (await client.get("/nope")).status_code == 404

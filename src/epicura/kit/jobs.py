@@ -13,6 +13,11 @@ twice (an outbox relay retried after a crash) queues one job. Each run is bounde
 handler fails and is retried instead of being run twice at once. A handler raises `RetryLater`
 to be retried no earlier than a provider asked (`Retry-After`), and `Permanent` to go straight
 to `dead` (retrying cannot help).
+
+Metrics: `epicura_jobs_finished_total{kind, outcome}` counts each run as it ends (`succeeded`,
+`failed` and to be retried, or `dead`); `epicura_job_queue_depth{state}` is refreshed by every
+runner every `DEPTH_EVERY_S` with one `GROUP BY state` over the unfinished (and dead) jobs, so
+each process reports the whole queue (aggregate across workers with `max`, not `sum`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,13 +33,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Index, String, Text, delete, or_, select, update
+from sqlalchemy import Index, String, Text, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from epicura.kit import clock
+from epicura.kit import clock, metrics
 from epicura.kit.db import Base, Database, uuid_pk
 from epicura.kit.ids import uuid7
 from epicura.kit.security import Sealer
@@ -41,6 +47,8 @@ from epicura.kit.security import Sealer
 log = structlog.get_logger("epicura.jobs")
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, DEAD = "queued", "running", "succeeded", "failed", "dead"
+WAITING = (QUEUED, RUNNING, FAILED, DEAD)  # the states the queue-depth gauge reports
+DEPTH_EVERY_S = 15.0
 DEFAULT_MAX_ATTEMPTS = 8
 BACKOFF_FIRST_S = 1.0
 BACKOFF_CAP_S = 300.0
@@ -236,8 +244,10 @@ async def _finish(db: Database, job: Job, outcome: Outcome) -> None:
         values = {"state": FAILED, "run_at": retry_at, "locked_until": None, "last_error": error}
     async with db.transaction() as session:
         # Only while this runner still holds it (a run is shorter than its lease).
-        await session.execute(update(Job).where(Job.id == job.id, Job.state == RUNNING)
-                              .values(**values))
+        result = await session.execute(update(Job).where(Job.id == job.id, Job.state == RUNNING)
+                                       .values(**values))
+    if getattr(result, "rowcount", 0):
+        metrics.jobs_finished.labels(kind=job.kind, outcome=values["state"]).inc()
 
 
 def timeout_of(job: Job) -> float:
@@ -284,10 +294,28 @@ async def run_due(ctx: JobContext, *, limit: int = 10) -> int:
     return len(jobs)
 
 
-async def run_forever(ctx: JobContext, wakeup: asyncio.Event, *, idle_s: float = 1.0) -> None:
-    """The worker loop: run what is due, then sleep until woken or `idle_s` passes."""
+async def queue_depth(db: Database) -> dict[str, int]:
+    """How many jobs are in each of the `WAITING` states (one indexed `GROUP BY`), also set on
+    the `epicura_job_queue_depth` gauge (a state with none is 0, not left at its last value)."""
+    async with db.sessions() as session:
+        rows = await session.execute(select(Job.state, func.count())
+                                     .where(Job.state.in_(WAITING)).group_by(Job.state))
+        counts = dict.fromkeys(WAITING, 0) | {str(state): int(n) for state, n in rows.all()}
+    for state, count in counts.items():
+        metrics.queue_depth.labels(state=state).set(count)
+    return counts
+
+
+async def run_forever(ctx: JobContext, wakeup: asyncio.Event, *, idle_s: float = 1.0,
+                      depth_every_s: float = DEPTH_EVERY_S) -> None:
+    """The worker loop: run what is due, then sleep until woken or `idle_s` passes; every
+    `depth_every_s`, refresh the queue-depth gauge."""
+    depth_due = 0.0
     while True:
         try:
+            if time.monotonic() >= depth_due:
+                depth_due = time.monotonic() + depth_every_s
+                await queue_depth(ctx.db)
             ran = await run_due(ctx)
         except Exception:
             log.exception("job_runner_error")
