@@ -7,13 +7,16 @@ own settings), a private Mosquitto on a free port, one bridge and one serve proc
 
 For each `--sockets` N: N sockets connect, authenticate and subscribe to their appliance's
 channel; then for `--duration` seconds every appliance publishes `up/telemetry` every 2 s (its
-newest sample's `t` is the publish time) and, every `--alert-every` seconds, raises an alert
-whose id carries its publish time (alerts travel through the event outbox). Measured: delivery
-latency publish → socket for both (p50/p95/p99/max), events delivered against expected, and the
-serve process's memory per socket (RSS growth over the N connections / N).
+newest sample's `t` is the publish time), cooks one session of a public recipe (`up/session`
+`started`, then a `step_started` every `--step-every` seconds, each answered by a
+`session.updated` on the appliance's channel) and, with `--alert-every`, raises alerts whose id
+carries their publish time (they travel through the event outbox and make notifications).
+Measured: delivery latency publish → socket per kind (p50/p95/p99/max), events delivered against
+expected, the CPU of each process, and the serve process's memory per socket (RSS growth over the
+N connections / N).
 
     uv run python bench/realtime.py [--sockets 100 --sockets 1000] [--duration 20] [--pin]
-        [--alert-every 10]
+        [--step-every 10] [--alert-every 0]
 
 `--pin` puts serve on CPU 1 and everything else (bridge, broker, publisher, sockets) on CPU 0
 (PostgreSQL and Redis unpinned). Prints a table; nothing is asserted.
@@ -103,6 +106,22 @@ async def owners_and_tokens(appliances: list[str], mqtt_port: int) -> list[str]:
         await rt.close()
 
 
+async def a_public_recipe(mqtt_port: int) -> Cook:
+    """One synthetic public recipe (the appliances' owners may cook it) and its step count."""
+    import asyncpg
+
+    subprocess.run([*epicura_entry(), "seed", "--recipes", "1"], env=service_env(mqtt_port),
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    conn = await asyncpg.connect(DB_URL)
+    try:
+        row = await conn.fetchrow(
+            "SELECT r.id, jsonb_array_length(v.content->'steps') AS steps FROM recipes r "
+            "JOIN recipe_versions v ON v.recipe_id = r.id AND v.version = 1 LIMIT 1")
+    finally:
+        await conn.close()
+    return Cook(str(row["id"]), int(row["steps"]))
+
+
 def start_serve(port: int, mqtt_port: int, cpu: str | None, log: Path) -> subprocess.Popen[bytes]:
     command = [*epicura_entry(), "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as handle:
@@ -137,9 +156,14 @@ def rss_kib(pid: int) -> int:
 @dataclass
 class Latencies:
     telemetry: list[float] = field(default_factory=list)
+    session: list[float] = field(default_factory=list)
     alert: list[float] = field(default_factory=list)
     other: int = 0
+    started: int = 0  # session.updated of a session's start (step_index still null)
+    sockets: int = 0
+    all_started: asyncio.Event = field(default_factory=asyncio.Event)
     errors: list[str] = field(default_factory=list)
+    steps_sent: dict[tuple[str, int], float] = field(default_factory=dict)  # → publish time ms
 
 
 class Socket:
@@ -176,6 +200,14 @@ class Socket:
             kind, data = frame.get("type"), frame.get("data") or {}
             if kind == "telemetry":
                 self.seen.telemetry.append(now_ms - data["samples"][-1]["t"])
+            elif kind == "session.updated" and data.get("step_index") is None:
+                self.seen.started += 1
+                if self.seen.started >= self.seen.sockets:
+                    self.seen.all_started.set()
+            elif kind == "session.updated":
+                sent = self.seen.steps_sent.get((data["session_id"], data["step_index"]))
+                if sent is not None:
+                    self.seen.session.append(now_ms - sent)
             elif kind == "alert" and str(data.get("alert_id", "")).startswith("bench-"):
                 self.seen.alert.append(now_ms - int(data["alert_id"].split("-")[1]) / 1e6)
             elif kind == "error":
@@ -211,27 +243,85 @@ def alert() -> bytes:
                          "severity": "warning", "state": "raised"})
 
 
-async def publish_load(mqtt_port: int, appliances: list[str], duration_s: float,
-                       alert_every_s: float) -> tuple[int, int]:
-    """Each appliance: telemetry every 2 s, an alert every `alert_every_s`, spread evenly."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-devices",
+@dataclass
+class Cook:
+    """What the appliances cook: one public recipe, its number of steps."""
+
+    recipe_id: str
+    steps: int
+    sessions: dict[str, str] = field(default_factory=dict)  # appliance → its session id
+    seq: dict[str, int] = field(default_factory=dict)
+
+    def next_event(self, device: str, seen: Latencies) -> bytes:
+        session_id = self.sessions.setdefault(device, str(uuid.uuid4()))
+        seq = self.seq[device] = self.seq.get(device, 0) + 1
+        body: dict[str, Any] = {"v": 1, "id": str(uuid.uuid4()), "ts": int(time.time() * 1000),
+                                "session_id": session_id, "seq": seq}
+        if seq == 1:
+            body.update(type="started", recipe_id=self.recipe_id, recipe_version=1)
+        else:
+            step = (seq - 2) % self.steps
+            body.update(type="step_started", step_index=step)
+            seen.steps_sent[(session_id, step)] = time.time() * 1000
+        return orjson.dumps(body)
+
+
+def mqtt_client(mqtt_port: int, client_id: str) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(1000)
     client.connect("127.0.0.1", mqtt_port)
     client.loop_start()
-    sent_telemetry = sent_alerts = 0
+    return client
+
+
+async def start_sessions(mqtt_port: int, appliances: list[str], cook: Cook, seen: Latencies,
+                         rate: float = 200.0) -> float:
+    """Every appliance starts its session (paced, before the measured window: a fleet does not
+    start a thousand cooks in one second); seconds until all their starts reached the sockets."""
+    client = mqtt_client(mqtt_port, "bench-devices-start")
+    began = time.monotonic()
+    try:
+        for n, device in enumerate(appliances):
+            client.publish(f"epicura/v1/{device}/up/session", cook.next_event(device, seen), qos=1)
+            delay = began + (n + 1) / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(120):
+                await seen.all_started.wait()
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return time.monotonic() - began
+
+
+async def publish_load(mqtt_port: int, appliances: list[str], args: argparse.Namespace,
+                       cook: Cook, seen: Latencies) -> tuple[int, int, int]:
+    """Each appliance: telemetry every 2 s, a session event every `--step-every` s and an alert
+    every `--alert-every` s (0: none), spread evenly."""
+    duration_s, alert_every_s = args.duration, args.alert_every
+    client = mqtt_client(mqtt_port, "bench-devices")
+    sent_telemetry = sent_steps = sent_alerts = 0
     try:
         start = time.monotonic()
         n = len(appliances)
         step = TELEMETRY_EVERY_S / n
-        alert_stride = max(1, round(alert_every_s / TELEMETRY_EVERY_S))  # ticks per alert
+        # Per appliance, every k-th of its telemetry ticks also carries the other kinds; the
+        # appliances take turns (offset by their index), so the fleet's rate is even.
+        step_stride = max(1, round(args.step_every / TELEMETRY_EVERY_S))
+        alert_stride = max(1, round(alert_every_s / TELEMETRY_EVERY_S)) if alert_every_s else 0
         tick = 0
         while time.monotonic() - start < duration_s:
-            device = appliances[tick % n]
+            device, round_no = appliances[tick % n], tick // n + tick % n
             now_ms = int(time.time() * 1000)
             client.publish(f"epicura/v1/{device}/up/telemetry", telemetry(now_ms, tick), qos=1)
             sent_telemetry += 1
-            if tick % alert_stride == 0:
+            if round_no % step_stride == step_stride - 1:
+                client.publish(f"epicura/v1/{device}/up/session", cook.next_event(device, seen),
+                               qos=1)
+                sent_steps += 1
+            if alert_stride and round_no % alert_stride == 1 % alert_stride:
                 client.publish(f"epicura/v1/{device}/up/alert", alert(), qos=1)
                 sent_alerts += 1
             tick += 1
@@ -242,7 +332,7 @@ async def publish_load(mqtt_port: int, appliances: list[str], duration_s: float,
         await asyncio.sleep(2.0)  # let the last ones arrive before the sockets close
         client.loop_stop()
         client.disconnect()
-    return sent_telemetry, sent_alerts
+    return sent_telemetry, sent_steps, sent_alerts
 
 
 # --- one round --------------------------------------------------------------------------------
@@ -262,19 +352,21 @@ def cpu_now(pids: dict[str, int]) -> dict[str, float]:
 
 
 async def round_of(count: int, port: int, mqtt_port: int, pids: dict[str, int],
-                   tokens: list[str], appliances: list[str], args: argparse.Namespace) -> None:
+                   tokens: list[str], appliances: list[str], cook: Cook,
+                   args: argparse.Namespace) -> None:
     serve_pid = pids["serve"]
-    seen = Latencies()
+    seen = Latencies(sockets=count)
     url = f"ws://127.0.0.1:{port}/api/v1/ws"
     before = rss_kib(serve_pid)
     sockets = [Socket(url, tokens[i], appliances[i], seen) for i in range(count)]
     for start in range(0, count, 50):
         await asyncio.gather(*(s.open() for s in sockets[start:start + 50]))
     after = rss_kib(serve_pid)
+    warm_s = await start_sessions(mqtt_port, appliances[:count], cook, seen)
     cpu_before, started = cpu_now(pids), time.monotonic()
     try:
-        sent_t, sent_a = await publish_load(mqtt_port, appliances[:count], args.duration,
-                                            args.alert_every)
+        sent_t, sent_s, sent_a = await publish_load(mqtt_port, appliances[:count], args, cook,
+                                                    seen)
         cpu_after, elapsed = cpu_now(pids), time.monotonic() - started
     finally:
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
@@ -284,6 +376,9 @@ async def round_of(count: int, port: int, mqtt_port: int, pids: dict[str, int],
           f"(serve RSS {before / 1024:.0f} → {after / 1024:.0f} MiB)")
     print(f"        telemetry  sent {sent_t:6d} got {len(seen.telemetry):6d}   "
           f"ms p50/p95/p99/max {quantiles(seen.telemetry)}")
+    print(f"        steps      sent {sent_s:6d} got {len(seen.session):6d}   "
+          f"ms p50/p95/p99/max {quantiles(seen.session)}  "
+          f"(after {seen.started} sessions started in {warm_s:.1f} s)")
     print(f"        alerts     sent {sent_a:6d} got {len(seen.alert):6d}   "
           f"ms p50/p95/p99/max {quantiles(seen.alert)}")
     print(f"        CPU over the load: {cpu}")
@@ -295,7 +390,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sockets", type=int, action="append")
     parser.add_argument("--duration", type=float, default=20.0)
-    parser.add_argument("--alert-every", type=float, default=10.0)
+    parser.add_argument("--step-every", type=float, default=10.0)
+    parser.add_argument("--alert-every", type=float, default=0.0)
     parser.add_argument("--pin", action="store_true")
     args = parser.parse_args()
     counts = args.sockets or [100, 1000]
@@ -305,6 +401,7 @@ async def main() -> None:
     try:
         broker, mqtt_port = start_broker(folder, "0" if args.pin else None)
         tokens = await owners_and_tokens(appliances, mqtt_port)
+        cook = await a_public_recipe(mqtt_port)
         bridge = start_bridge(mqtt_port, free_port(), "0" if args.pin else None,
                               folder / "bridge.log", [], None)
         port = free_port()
@@ -318,7 +415,7 @@ async def main() -> None:
         for count in counts:
             await round_of(count, port, mqtt_port,
                            {"serve": serve.pid, "bridge": bridge.pid, "broker": broker.pid},
-                           tokens, appliances, args)
+                           tokens, appliances, Cook(cook.recipe_id, cook.steps), args)
     finally:
         stop(serve)
         stop(bridge)
