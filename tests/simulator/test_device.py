@@ -55,12 +55,16 @@ class UpLink:
     def __init__(self) -> None:
         self.up = asyncio.Event()
         self.up.set()
+        self.restarts = 0
 
     async def publish(self, name: str, payload: dict[str, Any], *, retain: bool = False) -> None:
         raise AssertionError("the sender does not run in these tests")
 
     async def run(self, stop: asyncio.Event) -> None:
         await stop.wait()
+
+    def restart(self) -> None:
+        self.restarts += 1
 
 
 @pytest.fixture

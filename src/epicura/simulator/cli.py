@@ -41,23 +41,48 @@ if TYPE_CHECKING:  # imported when the command runs: `epicura --help` stays quic
 @click.option("--alert-every", type=click.FloatRange(min=1), default=1800.0,
               show_default=True, metavar="S",
               help="Mean blade running time (simulated) between lid-open alerts.")
+@click.option("--release-keys", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, metavar="FILE",
+              help="Trusted firmware release keys, JSON {key_id: base64 public key} or "
+                   '{"keys": [{key_id, public_key}]}; without them every update is refused '
+                   "(signature_invalid).")
+@click.option("--ota-check-every", type=click.FloatRange(min=1), default=6 * 3600.0,
+              show_default=True, metavar="S",
+              help="Simulated seconds between update checks (also once at start, on a "
+                   "down/ota notice and on the ota.check command).")
+@click.option("--ota-install", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              metavar="S", help="Simulated seconds an install takes before the reboot.")
+@click.option("--ota-failure-rate", type=click.FloatRange(0, 1), default=0.0,
+              show_default=True, metavar="P",
+              help="Chance that an install fails (reported failed, install_failed).")
+@click.option("--ota-failing-version", "ota_failing_versions", multiple=True,
+              metavar="VERSION",
+              help="Only installs of this version fail at --ota-failure-rate (repeatable; "
+                   "default: any), so a fixed release can succeed in the same run.")
 @click.option("--admin-email", default=None, help="Admin account used to import the serials.")
 @click.option("--admin-password", envvar="EPICURA_SIM_ADMIN_PASSWORD", default=None,
               help="Its password (or EPICURA_SIM_ADMIN_PASSWORD).")
 def simulate(count: int, api_url: str | None, mqtt_url: str | None, transport: str,
              serial_prefix: str, state_file: Path, duration: float | None, seed: int | None,
              speed: float, session_every: float, alert_every: float,
+             release_keys: Path | None, ota_check_every: float, ota_install: float,
+             ota_failure_rate: float, ota_failing_versions: tuple[str, ...],
              admin_email: str | None, admin_password: str | None) -> None:
     """Simulate N appliances: provision (or reuse) them, then publish presence, state and 1 Hz
     telemetry, cook published recipes now and then, raise the odd alert and answer commands.
 
     Serials are imported through `POST /admin/appliances/import` with --admin-email and
     --admin-password, or, without them, straight into the database the settings name
-    (DATABASE_URL, or the embedded SQLite file)."""
+    (DATABASE_URL, or the embedded SQLite file).
+
+    Appliances check for firmware updates, verify the release signature with --release-keys,
+    download and hash the binary, install (failing at --ota-failure-rate) and reboot with the
+    new version, reporting each step on up/ota."""
     from epicura.config import Settings
     from epicura.kit.logging import configure
     from epicura.simulator.device import Options
     from epicura.simulator.fleet import FleetConfig
+    from epicura.simulator.ota import load_release_keys
 
     settings = Settings()
     configure(settings.log_level)
@@ -66,12 +91,19 @@ def simulate(count: int, api_url: str | None, mqtt_url: str | None, transport: s
         raise click.UsageError("refusing to simulate appliances against production settings")
     if (admin_email is None) != (admin_password is None):
         raise click.UsageError("give both --admin-email and --admin-password, or neither")
+    try:
+        keys = load_release_keys(release_keys) if release_keys is not None else {}
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise click.BadParameter(str(exc), param_hint="--release-keys") from exc
     config = FleetConfig(
         appliances=count, api_url=api_url or f"http://127.0.0.1:{settings.port}",
         mqtt_url=mqtt_url, transport=transport, serial_prefix=serial_prefix,
         state_file=state_file, duration_s=duration, seed=seed,
         options=Options(time_scale=speed, session_every_s=session_every,
-                        lid_alert_per_s=1 / alert_every),
+                        lid_alert_per_s=1 / alert_every, release_keys=keys,
+                        ota_check_every_s=ota_check_every, ota_install_s=ota_install,
+                        ota_failure_rate=ota_failure_rate,
+                        ota_failing_versions=frozenset(ota_failing_versions)),
     )
     try:
         report = asyncio.run(_run(config, settings, admin_email, admin_password))
@@ -113,6 +145,7 @@ def _print_ready(report: FleetReport) -> None:
 def _print_totals(report: FleetReport) -> None:
     totals = report.totals()
     click.echo(f"published {totals.published} messages ({totals.samples} samples), "
-               f"{totals.sessions} sessions, {totals.alerts} alerts, {totals.commands} commands"
+               f"{totals.sessions} sessions, {totals.alerts} alerts, {totals.commands} commands, "
+               f"{totals.updates} updates installed, {totals.update_failures} failed"
                + (f", {totals.dropped} dropped" if totals.dropped else ""), err=True)
     sys.stderr.flush()

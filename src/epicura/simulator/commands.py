@@ -44,8 +44,7 @@ def handle_down(device: Device, name: str, payload: dict[str, Any] | None) -> No
     elif name == "sync":
         device.spawn(sync_quietly(device))
     elif name == "ota":
-        log.info("simulator.ota_waiting", device_id=device.device_id,
-                 version=payload.get("version"))
+        device.ota.on_notice(payload)
 
 
 def expired(expires_at: Any, now_ms: int) -> bool:
@@ -106,7 +105,7 @@ async def identify(device: Device, args: dict[str, Any]) -> None:
 
 
 async def prepare(device: Device, args: dict[str, Any]) -> None:
-    if device.model.busy:
+    if device.model.busy or device.ota.installing:
         raise Refused("busy")
     recipe_id = args.get("recipe_id")
     if not isinstance(recipe_id, str):
@@ -162,7 +161,10 @@ async def sync_now(device: Device, args: dict[str, Any]) -> None:
 
 
 async def ota_check(device: Device, args: dict[str, Any]) -> None:
-    _accept(device, args)  # the simulator runs the firmware it has
+    """Check for an update at once (`done` once asked); an update offered goes on."""
+    _accept(device, args)
+    if not await device.ota.check_now():
+        raise Failed("check_failed")
 
 
 async def config_reload(device: Device, args: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -20,6 +20,7 @@ import structlog
 from epicura.simulator import messages
 from epicura.simulator.appliance import ApplianceModel
 from epicura.simulator.cloud import Cloud, DeviceToken
+from epicura.simulator.ota import Updater
 from epicura.simulator.program import Program
 from epicura.simulator.recipes import RecipeBook
 
@@ -49,6 +50,12 @@ class Options:
     max_pending: int = 2000
     sync_on_boot: bool = True  # like the firmware: sync the library once connected
     boot_sync_within_s: float = 30.0  # spread over the fleet
+    # firmware updates (`ota.py`)
+    ota_check_every_s: float = 6 * 3600.0  # simulated; plus once at start
+    ota_install_s: float = 30.0  # simulated
+    ota_failure_rate: float = 0.0  # chance that an install fails (`install_failed`)
+    ota_failing_versions: frozenset[str] = frozenset()  # only these fail (empty: any)
+    release_keys: dict[str, str] = field(default_factory=dict)  # trusted: key_id → base64
 
 
 class Link(Protocol):
@@ -62,6 +69,9 @@ class Link(Protocol):
     async def run(self, stop: asyncio.Event) -> None:
         ...
 
+    def restart(self) -> None:
+        """Reconnect as after a reboot (birth again, with the new firmware version)."""
+
 
 @dataclass
 class Counters:
@@ -71,6 +81,8 @@ class Counters:
     alerts: int = 0
     commands: int = 0
     dropped: int = 0
+    updates: int = 0
+    update_failures: int = 0
 
 
 @dataclass
@@ -100,6 +112,7 @@ class Device:
         self.prepared: Prepared | None = None
         self.recent_results: dict[str, dict[str, Any]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.ota = Updater(self)
         self._token: DeviceToken | None = None
         self._batch: list[dict[str, Any]] = []
         self._batch_session: str | None = None
@@ -124,6 +137,7 @@ class Device:
         sender = asyncio.create_task(self.sender(link_stop))
         if self.options.sync_on_boot:
             self.spawn(self._boot_sync(stop))
+        self.spawn(self._update_checks(stop))
         try:
             await self.ticker(stop)
             with contextlib.suppress(TimeoutError):
@@ -143,6 +157,23 @@ class Device:
         await _wait_any(stop, seconds=self.rng.uniform(0, self.options.boot_sync_within_s))
         if not stop.is_set():
             await sync(self)
+
+    async def _update_checks(self, stop: asyncio.Event) -> None:
+        """Once soon after start (spread over the fleet), then every `ota_check_every_s`."""
+        await _wait_any(stop, seconds=self.rng.uniform(0, self.options.boot_sync_within_s))
+        while not stop.is_set():
+            await self.ota.check_and_update()
+            await _wait_any(stop, seconds=self.options.ota_check_every_s /
+                            self.options.time_scale)
+
+    def reboot(self, firmware_version: str) -> None:
+        """Come back from an installed update: a new boot, the new version in presence and
+        state once the link is back."""
+        self.identity.firmware_version = firmware_version
+        self.boot_id = uuid.uuid4().hex
+        self._telemetry_seq = 0
+        if self.link is not None:
+            self.link.restart()
 
     # --- outgoing --------------------------------------------------------------------------
     def send(self, name: str, body: dict[str, Any], *, retain: bool = False) -> None:
@@ -225,6 +256,7 @@ class Device:
         if self.clock() >= self._next_flush or len(self._batch) >= messages.MAX_SAMPLES_PER_MESSAGE:
             self.flush_telemetry()
         self._maybe_start_session()
+        self.ota.tick()
 
     def flush_events(self) -> None:
         """Queue the session events and alerts the model produced, in order."""
@@ -249,7 +281,7 @@ class Device:
 
     # --- sessions --------------------------------------------------------------------------
     def _maybe_start_session(self) -> None:
-        if self.model.busy or self._starting:
+        if self.model.busy or self._starting or self.ota.installing:
             return
         prepared = self.prepared
         if prepared is not None:
@@ -286,6 +318,10 @@ class Device:
             self._token = await self.cloud.device_token(self.device_id,
                                                         self.identity.device_secret)
         return self._token.value
+
+    def current_token(self) -> str | None:
+        """The access token held now, if still fresh (no request)."""
+        return self._token.value if self._token is not None and self._token.fresh else None
 
     def forget_token(self) -> None:
         self._token = None

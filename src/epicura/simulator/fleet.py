@@ -98,7 +98,7 @@ class Provisioner:
             reply = await self.cloud.provision(
                 serial=entry.serial, factory_secret=entry.factory_secret,
                 model=self.config.model, hw_revision=self.config.hw_revision,
-                firmware_version=messages.FIRMWARE_VERSION)
+                firmware_version=entry.firmware_version or messages.FIRMWARE_VERSION)
         entry.device_id, entry.device_secret = str(reply["device_id"]), str(reply["device_secret"])
         mqtt = reply.get("mqtt") or {}
         entry.mqtt_host, entry.mqtt_port = mqtt.get("host"), mqtt.get("port")
@@ -136,14 +136,17 @@ async def _report_progress(report: FleetReport, every_s: float) -> None:
         log.info("simulator.progress", connected=connected, appliances=len(report.devices),
                  published=totals.published, samples=totals.samples, sessions=totals.sessions,
                  cooking=sum(1 for d in report.devices if d.model.busy), alerts=totals.alerts,
-                 commands=totals.commands, pending=sum(len(d.pending) for d in report.devices))
+                 commands=totals.commands, updates=totals.updates,
+                 update_failures=totals.update_failures,
+                 pending=sum(len(d.pending) for d in report.devices))
 
 
 def _identity(entry: Entry, config: FleetConfig) -> Identity:
     assert entry.device_id is not None and entry.device_secret is not None
     return Identity(serial=entry.serial, device_id=entry.device_id,
                     device_secret=entry.device_secret, model=config.model,
-                    hw_revision=config.hw_revision)
+                    hw_revision=config.hw_revision,
+                    firmware_version=entry.firmware_version or messages.FIRMWARE_VERSION)
 
 
 def _mqtt_url(entry: Entry, config: FleetConfig) -> str:
@@ -224,7 +227,10 @@ async def run_fleet(config: FleetConfig, *, importer: Importer | None = None,
             if timer is not None:
                 timer.cancel()
             for device in devices:
-                entries[device.identity.serial].sync_cursor = device.sync_cursor
+                entry = entries[device.identity.serial]
+                entry.sync_cursor = device.sync_cursor
+                if device.identity.firmware_version != messages.FIRMWARE_VERSION:
+                    entry.firmware_version = device.identity.firmware_version
             state.save()
         return report
     finally:

@@ -23,6 +23,7 @@ class Entry:
     mqtt_host: str | None = None
     mqtt_port: int | None = None
     sync_cursor: str | None = None
+    firmware_version: str | None = None  # once updated (None: the factory version)
 
     @property
     def provisioned(self) -> bool:

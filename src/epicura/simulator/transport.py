@@ -45,6 +45,7 @@ class MqttLink:
         self.up = asyncio.Event()
         self.connections = 0
         self._client: aiomqtt.Client | None = None
+        self._restart = asyncio.Event()
 
     def _topic(self, name: str) -> str:
         return messages.up_topic(self.device.device_id, name)
@@ -55,6 +56,10 @@ class MqttLink:
             raise ConnectionError("not connected")
         await client.publish(self._topic(name), orjson.dumps(payload), qos=1, retain=retain,
                              timeout=PUBLISH_TIMEOUT_S)
+
+    def restart(self) -> None:
+        """Say goodbye (`offline/shutdown`) and connect again, as a rebooting appliance."""
+        self._restart.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 1.0
@@ -91,6 +96,7 @@ class MqttLink:
         async with self._client_for() as client:
             self._client = client
             self.connections += 1
+            self._restart.clear()
             try:
                 for name, payload, retain in self.device.birth():
                     await client.publish(self._topic(name), orjson.dumps(payload), qos=1,
@@ -105,8 +111,9 @@ class MqttLink:
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         receiver = asyncio.create_task(self._receive(client))
         stopper = asyncio.create_task(stop.wait())
+        restarter = asyncio.create_task(self._restart.wait())
         try:
-            done, _ = await asyncio.wait({receiver, stopper},
+            done, _ = await asyncio.wait({receiver, stopper, restarter},
                                          return_when=asyncio.FIRST_COMPLETED)
             if receiver in done:
                 receiver.result()  # the connection ended: raises its MqttError
@@ -116,7 +123,7 @@ class MqttLink:
             await client.publish(self._topic("presence"), orjson.dumps(goodbye), qos=1,
                                  retain=True, timeout=3.0)
         finally:
-            for task in (receiver, stopper):
+            for task in (receiver, stopper, restarter):
                 task.cancel()
 
     async def _receive(self, client: aiomqtt.Client) -> None:
@@ -146,6 +153,12 @@ class HttpsLink:
         self.device = device
         self.up = asyncio.Event()
         self.rejected = 0
+
+    def restart(self) -> None:
+        """A reboot: `offline/shutdown`, then birth again (queued after what is pending)."""
+        goodbye = messages.presence_offline(self.device.now_ms(), "shutdown")
+        self.device.pending.extend([("presence", goodbye, True), *self.device.birth()])
+        self.device.wake.set()
 
     async def publish(self, name: str, payload: dict[str, Any], *, retain: bool = False) -> None:
         if name == "telemetry":
