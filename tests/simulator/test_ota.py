@@ -29,6 +29,7 @@ from epicura.simulator.device import Device, Identity, Options
 from epicura.simulator.ota import load_release_keys, newer
 from epicura.simulator.program import from_content
 from epicura.simulator.recipes import RecipeBook
+from tests.bridge.ingest_support import wait_until
 from tests.simulator.test_device import FakeClock, UpLink, command, content, results, sent
 
 pytestmark = pytest.mark.anyio
@@ -371,3 +372,58 @@ def test_release_keys_load_from_a_map_or_a_key_set(tmp_path: Path) -> None:
     broken.write_text(json.dumps({"keys": [{"key_id": RELEASE_KEY_ID}]}))
     with pytest.raises(ValueError, match="public_key"):
         load_release_keys(broken)
+
+
+async def test_a_reboot_over_mqtt_says_goodbye_and_comes_back_with_the_new_version(
+        server: FirmwareServer, tmp_path: Path) -> None:
+    """The link to a real (private, anonymous) Mosquitto: presence online with the old version,
+    offline/shutdown, then online with the new one and a new boot id, and the state says so."""
+    import aiomqtt
+
+    from epicura.simulator.transport import MqttLink
+    from tests.brokers import private_broker
+
+    device = make_device(server, sync_on_boot=False, boot_sync_within_s=0)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    stop = asyncio.Event()
+    with private_broker(tmp_path / "broker", dynsec=False) as broker:
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="watcher") as watcher:
+            await watcher.subscribe(f"{messages.TOPIC_ROOT}/{device.device_id}/up/#", qos=1)
+
+            async def watch() -> None:
+                async for message in watcher.messages:
+                    assert isinstance(message.payload, bytes)
+                    name = str(message.topic).rsplit("/up/", 1)[-1]
+                    seen.append((name, orjson.loads(message.payload)))
+
+            watching = asyncio.create_task(watch())
+            running = asyncio.create_task(
+                device.run(stop, MqttLink(device, f"mqtt://127.0.0.1:{broker.port}")))
+            try:
+                await until(lambda: any(name == "presence" for name, _ in seen))
+                boot_id = device.boot_id
+                device.reboot(NEW_VERSION)
+                await until(lambda: len(presences(seen)) >= 3 and any(
+                    name == "state" and body["firmware_version"] == NEW_VERSION
+                    for name, body in seen))
+            finally:
+                stop.set()
+                await asyncio.wait_for(running, timeout=30)
+                watching.cancel()
+    await device.cloud.aclose()
+    assert presences(seen)[:3] == [("online", messages.FIRMWARE_VERSION, boot_id),
+                                   ("offline", None, None),
+                                   ("online", NEW_VERSION, device.boot_id)]
+    assert [body.get("reason") for name, body in seen if name == "presence"][1] == "shutdown"
+
+
+def presences(seen: list[tuple[str, dict[str, Any]]]) -> list[tuple[Any, ...]]:
+    return [(body["state"], body.get("firmware_version"), body.get("boot_id"))
+            for name, body in seen if name == "presence"]
+
+
+async def until(check: Callable[[], bool]) -> None:
+    async def holds() -> bool:
+        return check()
+
+    await wait_until(holds, timeout_s=30, message="the appliance's messages")
