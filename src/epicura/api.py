@@ -26,6 +26,8 @@ from epicura.auth.router import auth_router, oauth_router, users_router
 from epicura.bridge.device_ingest_router import router as device_ingest_router
 from epicura.kit.errors import ProblemError, render
 from epicura.notifications.router import inbox_router, push_router
+from epicura.ota.admin_router import router as ota_admin_router
+from epicura.ota.device_router import router as ota_device_router
 from epicura.realtime.gateway import router as realtime_router
 from epicura.recipes.hot_routes import hot_routes as recipe_hot_routes
 from epicura.recipes.images_router import router as images_router
@@ -55,6 +57,8 @@ MODULE_ROUTERS = (
     appliances_router,
     device_router,
     appliances_admin_router,
+    ota_admin_router,
+    ota_device_router,
     realtime_router,
 )
 

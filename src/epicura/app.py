@@ -37,7 +37,8 @@ SHUTDOWN_TASKS_TIMEOUT_S = 5.0
 
 # Responses that carry fresh secrets are never stored for replay.
 IDEMPOTENCY_EXCLUDED = ("/api/v1/auth/", "/api/v1/device/provision", "/api/v1/device/token",
-                        "/api/v1/device/claim-codes")
+                        "/api/v1/device/claim-codes",
+                        "/api/v1/admin/firmware")  # a firmware upload streams: never buffered
 
 
 def job_context(rt: Runtime) -> jobs.JobContext:
@@ -47,6 +48,7 @@ def job_context(rt: Runtime) -> jobs.JobContext:
     from epicura.bridge import presence as _presence  # noqa: F401 - inactivity sweep
     from epicura.bridge import publisher as _publisher  # noqa: F401 - the mqtt.publish job
     from epicura.notifications import tasks as _notifications  # noqa: F401 - push, token pruning
+    from epicura.ota import tasks as _ota_tasks  # noqa: F401 - rollout evaluation
     from epicura.sessions import tasks as _session_tasks  # noqa: F401 - the stale sweep
     from epicura.telemetry import tasks as _telemetry  # noqa: F401 - its periodic tasks
 
@@ -167,5 +169,6 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     app.add_middleware(
         EdgeMiddleware, max_json_bytes=settings.max_json_body_bytes,
         max_upload_bytes=settings.max_upload_body_bytes, hsts=settings.is_production,
+        large_uploads={"/api/v1/admin/firmware": settings.max_firmware_bytes + 1024 * 1024},
     )
     return app

@@ -280,6 +280,11 @@ from epicura.appliances.cli_keys import keys  # noqa: E402  (device sync owns it
 
 main.add_command(keys)
 
+from epicura.ota.cli import firmware, release_keys  # noqa: E402  (the OTA module owns these)
+
+keys.add_command(release_keys)
+main.add_command(firmware)
+
 from epicura.bridge.cli_broker import broker  # noqa: E402  (the bridge owns its command)
 
 main.add_command(broker)

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = 1024 * 1024
     # 10 MiB of image plus room for the multipart envelope (the handler caps the file at 10 MiB).
     max_upload_body_bytes: int = 10 * 1024 * 1024 + 64 * 1024
+    # A firmware binary (streamed to storage, never held in memory); its upload route alone
+    # takes bodies this large.
+    max_firmware_bytes: int = Field(default=2 * 1024**3, ge=1024)
     rate_limit_enabled: bool = True
     recipe_cache_enabled: bool = True
     login_ip_per_minute: int = 20

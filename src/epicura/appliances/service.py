@@ -266,6 +266,30 @@ async def send_to_library(session: AsyncSession, appliance_id: uuid.UUID,
     await library.add_to_library(session, appliance_id, recipe_id, SENT)
 
 
+# --- what the OTA module calls -------------------------------------------------------------------
+
+async def provisioned_fleet(session: AsyncSession, channel: str, hw_revision: str,
+                            after: tuple[datetime, uuid.UUID] | None,
+                            limit: int) -> Sequence[Appliance]:
+    """Provisioned appliances of a channel and hardware revision, newest import first (paged by
+    `(created_at, id)` like `search_fleet`)."""
+    where = repository.FleetFilter(channel=channel, hw_revision=hw_revision,
+                                   lifecycle=PROVISIONED)
+    return await repository.fleet(session, where, after, limit)
+
+
+async def record_firmware_version(session: AsyncSession, appliance_id: uuid.UUID,
+                                  version: str) -> None:
+    """An update was installed: the appliance runs `version` now (its next reported state
+    says the same)."""
+    appliance = await repository.by_id(session, appliance_id)
+    if appliance is None or appliance.firmware_version == version:
+        return
+    appliance.firmware_version = version
+    appliance.updated_at = clock.utcnow()
+    await session.flush()
+
+
 # --- admin -----------------------------------------------------------------------------------
 
 def admin_view(appliance: Appliance, now: datetime | None = None) -> AdminApplianceOut:

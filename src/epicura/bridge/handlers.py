@@ -75,6 +75,7 @@ def load() -> None:
         return
     import epicura.bridge.reported_handlers  # noqa: F401 - presence, state, alert, cmd/result
     from epicura.appliances import sync as _device_sync  # noqa: F401 - up/sync reports
+    from epicura.ota import handlers as _ota  # noqa: F401 - up/ota progress
     from epicura.sessions import mirror as _sessions  # noqa: F401 - up/session events
 
     _loaded = True

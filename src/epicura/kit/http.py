@@ -77,17 +77,20 @@ class EdgeMiddleware:
         max_json_bytes: int,
         max_upload_bytes: int,
         hsts: bool = False,
+        large_uploads: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_json_bytes = max_json_bytes
         self.max_upload_bytes = max_upload_bytes
+        # Exact paths whose multipart bodies may be larger (a streamed firmware upload).
+        self.large_uploads = large_uploads or {}
         self.hsts = hsts
         self._templates: dict[int, str] = {}
 
     def _cap(self, scope: Scope) -> int:
         content_type = header_value(scope, b"content-type") or ""
         if content_type.startswith("multipart/") or content_type.startswith("image/"):
-            return self.max_upload_bytes
+            return self.large_uploads.get(scope["path"], self.max_upload_bytes)
         return self.max_json_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,0 +1,1 @@
+"""Firmware releases and staged OTA rollouts."""
