@@ -81,7 +81,7 @@ async def serving_rollouts(session: AsyncSession,
         .join(FirmwareRelease, FirmwareRelease.id == Rollout.release_id)
         .where(Rollout.state.in_((R_ACTIVE, R_COMPLETED)), Rollout.channel == channel,
                FirmwareRelease.status == READY))
-    return [(r, f) for r, f in rows.tuples().all()]
+    return [(r, f) for r, f in rows.all()]
 
 
 # --- devices in rollouts  ------------------------------------------------------------------------
@@ -123,7 +123,7 @@ async def counts(session: AsyncSession, rollout_id: uuid.UUID) -> dict[tuple[int
         select(RolloutDevice.stage, RolloutDevice.status, func.count())
         .where(RolloutDevice.rollout_id == rollout_id)
         .group_by(RolloutDevice.stage, RolloutDevice.status))
-    return {(stage, status): n for stage, status, n in rows.tuples().all()}
+    return {(stage, status): n for stage, status, n in rows.all()}
 
 
 async def members_to_notify(session: AsyncSession, rollout_id: uuid.UUID,
