@@ -133,11 +133,14 @@ async def report(svc: Service, device: Device, rollout_id: str, status: str,
 async def report_over_mqtt_path(svc: Service, device_id: str, rollout_id: str, status: str,
                                 **fields: Any) -> ingest.Outcome:
     """An `up/ota` message through the bridge's ingest pipeline (validation, deduplication,
-    the registered handler, one transaction), as the MQTT consumer hands it a batch."""
+    the registered handler, one transaction, then its live events), as the MQTT consumer
+    hands it a batch."""
     doc = {"v": 1, "id": str(uuid.uuid4()), "ts": now_ms(), "rollout_id": rollout_id,
            "status": status, **fields}
     message = payloads.validate(uuid.UUID(device_id), "ota", doc, now_ms())
-    return await ingest.store_batch(svc.runtime, [message])
+    outcome = await ingest.store_batch(svc.runtime, [message])
+    await ingest.publish_events(svc.runtime, outcome)  # what the consumer does after the ack
+    return outcome
 
 
 async def evaluate(svc: Service) -> dict[str, str]:
