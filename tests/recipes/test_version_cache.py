@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from epicura.config import Settings
-from epicura.recipes.cache import caches
+from epicura.recipes.cache import CHANNEL, caches
 from tests.recipes.test_recipe_flow import soup
 from tests.support import API, Mailbox, Service, bearer, running
 
@@ -68,6 +68,15 @@ async def _published(svc: Service, owner: dict[str, str], title: str) -> dict[st
     return recipe
 
 
+def bus_delivery(instance: Service) -> asyncio.Event:
+    """Set once `instance` has received a recipe change from the bus. Its caches subscribed
+    first, so they have dropped the entry by then: what the reads after it show is the cache's
+    doing, not a race with the bus."""
+    delivered = asyncio.Event()
+    instance.runtime.bus.subscribe(CHANNEL, lambda _payload: delivered.set())
+    return delivered
+
+
 async def _read(instance: Service, rid: str, headers: dict[str, str] | None = None
                 ) -> dict[str, Any]:
     reply = await instance.client.get(f"{API}/recipes/{rid}", headers=headers or {})
@@ -95,12 +104,14 @@ async def test_an_update_on_one_instance_is_served_by_the_other_at_once(
     old_content = before[id(b)]["content"]
 
     changed = {**soup("Twin instance pumpkin soup"), "visibility": "public"}
+    delivered = bus_delivery(b)
     updated = await a.client.put(f"{API}/recipes/{rid}", json=changed,
                                  headers={**owner, "If-Match": before[id(a)]["etag"]})
     assert updated.status_code == 200, updated.text
     assert updated.json()["current_version"] == 2
 
-    # The very next reads on the other instance, without waiting for anything.
+    # The next reads on the other instance, as soon as its bus delivered the change (no TTL).
+    await asyncio.wait_for(delivered.wait(), 10)
     fresh = await _read(b, rid)
     assert (fresh["current_version"], fresh["content"]["title"]) == (
         2, "Twin instance pumpkin soup")
@@ -132,12 +143,16 @@ async def test_archive_and_favourites_on_one_instance_show_on_the_other_at_once(
         assert (await warm(instance, rid))["favorite_count"] == 0
         assert (await _read(instance, rid, fan))["is_favorite"] is False
 
+    delivered = bus_delivery(b)
     assert (await a.client.put(f"{API}/recipes/{rid}/favorite", headers=fan)).status_code == 204
+    await asyncio.wait_for(delivered.wait(), 10)
     seen = await _read(b, rid, fan)
     assert (seen["favorite_count"], seen["is_favorite"]) == (1, True)
     assert (await _read(b, rid))["favorite_count"] == 1
 
+    delivered = bus_delivery(b)
     assert (await a.client.delete(f"{API}/recipes/{rid}", headers=owner)).status_code == 204
+    await asyncio.wait_for(delivered.wait(), 10)
     assert (await b.client.get(f"{API}/recipes/{rid}")).status_code == 404
     assert (await b.client.get(f"{API}/recipes/{rid}", headers=fan)).status_code == 404
     assert (await _read(b, rid, owner))["status"] == "archived"
