@@ -171,6 +171,14 @@ async def test_missing_or_unexpected_parts_and_non_admins_are_refused(
     assert await stored_keys(svc) == []
 
 
+async def test_a_binary_over_the_limit_is_cut_short(
+        svc: Service, admin: dict[str, str], release_key: Ed25519PrivateKey) -> None:
+    svc.runtime.settings.max_firmware_bytes = 4096
+    reply = await upload(svc, admin, signed(release_key, "6.5.0", binary=b"x" * 10_000))
+    assert_problem(reply, 413, "body_too_large")
+    assert await stored_keys(svc) == []
+
+
 async def test_notes_and_yanking(svc: Service, admin: dict[str, str],
                                  release_key: Ed25519PrivateKey) -> None:
     created = (await upload(svc, admin, signed(release_key, "7.0.0"))).json()

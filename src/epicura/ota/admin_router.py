@@ -13,6 +13,7 @@ from epicura.auth.router import json_only
 from epicura.kit.errors import (
     BodyTooLarge,
     Forbidden,
+    PreconditionFailed,
     UnsupportedMediaType,
     ValidationFailed,
     responses,
@@ -98,7 +99,8 @@ async def get_release(release_id: uuid.UUID, session: DbSession, request: Reques
 
 @router.patch("/firmware/{release_id}", response_model=ReleaseOut,
               dependencies=[Depends(json_only)],
-              responses=responses(*ADMIN_ERRORS, releases.ReleaseNotFound, ValidationFailed))
+              responses=responses(*ADMIN_ERRORS, releases.ReleaseNotFound, ValidationFailed,
+                                  PreconditionFailed))
 async def update_release(release_id: uuid.UUID, body: ReleaseUpdate, request: Request,
                          admin: CurrentAdmin, rt: RuntimeDep, session: DbSession,
                          ip: ClientIp) -> JSONResponse:

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from epicura.ota.models import (
+    OPEN_STATES,
     R_ACTIVE,
     R_COMPLETED,
     READY,
@@ -71,6 +72,12 @@ async def rollouts(session: AsyncSession, after: tuple[datetime, uuid.UUID] | No
 async def rollout_ids_in_state(session: AsyncSession, state: str) -> Sequence[uuid.UUID]:
     return (await session.scalars(select(Rollout.id).where(Rollout.state == state)
                                   .order_by(Rollout.created_at))).all()
+
+
+async def open_rollout_ids(session: AsyncSession,
+                           release_id: uuid.UUID) -> Sequence[uuid.UUID]:
+    return (await session.scalars(select(Rollout.id).where(
+        Rollout.release_id == release_id, Rollout.state.in_(OPEN_STATES)))).all()
 
 
 async def serving_rollouts(session: AsyncSession,

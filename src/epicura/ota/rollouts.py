@@ -158,9 +158,9 @@ async def act(rt: Runtime, session: AsyncSession, admin: User, rollout_id: uuid.
 async def end_for_release(rt: Runtime, session: AsyncSession, admin: User,
                           release: FirmwareRelease, ip: str | None) -> None:
     """The release was yanked: its rollouts that are not over are aborted."""
-    for rollout in await repository.rollouts(session, None, 100):
-        if rollout.release_id == release.id and rollout.state in OPEN_STATES:
-            locked = await get_or_404(session, rollout.id, lock=True)
+    for rollout_id in await repository.open_rollout_ids(session, release.id):
+        locked = await get_or_404(session, rollout_id, lock=True)
+        if locked.state in OPEN_STATES:
             await _move(rt, session, locked, release, R_ABORTED, locked.current_stage,
                         clock.utcnow())
             _audit(session, locked, "rollout.abort", admin.id, ip, reason="release yanked")
