@@ -11,11 +11,10 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx2
 import pytest
 from sqlalchemy import text
@@ -24,35 +23,14 @@ from epicura.auth import service as auth_service
 from epicura.simulator.device import Options
 from epicura.simulator.fleet import FleetConfig, FleetReport, run_fleet
 from epicura.simulator.importers import api_importer
-from tests.brokers import PrivateBroker, private_broker
-from tests.conftest import REDIS_URL, RUN_ID, base_settings, delete_keys, truncate_tables
-from tests.support import API, STRONG_PASSWORD, Mailbox, Service, bearer, running
+from tests.brokers import PrivateBroker
+from tests.conftest import RUN_ID
+from tests.support import API, STRONG_PASSWORD, Service, bearer
 
 pytestmark = pytest.mark.anyio
 ADMIN = "simulator-admin@example.com"
 COOK = "simulator-cook@example.com"
 DEADLINE_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
-    with private_broker(tmp_path_factory.mktemp("simulator-broker"), dynsec=True) as started:
-        yield started
-
-
-@pytest.fixture
-async def stack(tmp_path: Path, smtp: tuple[int, Mailbox], pg_database: str, redis_prefix: str,
-                broker: PrivateBroker) -> AsyncIterator[Service]:
-    """The service with its job runner (broker credentials are jobs) and a bridge."""
-    from tests.bridge.bridge_support import running_bridge
-
-    settings = base_settings(tmp_path, smtp[0], database_url=pg_database, redis_url=REDIS_URL,
-                             redis_prefix=redis_prefix, mqtt_broker_url=broker.url)
-    async with (running(settings, smtp[1], run_jobs=True) as service,
-                running_bridge(service.runtime, broker.url)):
-        yield service
-    await truncate_tables(await asyncpg.connect(pg_database))
-    await delete_keys(redis_prefix)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str,
