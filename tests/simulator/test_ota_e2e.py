@@ -44,23 +44,28 @@ def counts(detail: dict[str, Any]) -> dict[str, int]:
     return {status: n for status, n in total.items() if n}
 
 
+Running = tuple[dict[str, str], str, FleetReport, asyncio.Event, asyncio.Task[Any]]
+
+
 async def run_rollout(svc: Service, tmp_path: Path, broker: PrivateBroker, prefix: str,
-                      appliances: int, **ota: Any) -> tuple[dict[str, str], str, FleetReport,
-                                                           asyncio.Event, asyncio.Task[Any]]:
+                      appliances: int, transport: str = "mqtt", **ota: Any) -> Running:
     """Admin, key and release; the fleet online (its first checks find nothing); then the
-    rollout starts."""
+    rollout starts. Over MQTT the `down/ota` notice makes the appliances check; over HTTPS
+    nothing comes down, so they check every simulated 30 s (a real second)."""
     async with svc.runtime.db.transaction() as session:
         await auth_service.create_admin(svc.runtime, session, ADMIN, STRONG_PASSWORD, "Admin")
     admin = bearer((await svc.login(ADMIN)).json())
     key = await trust_new_key(svc)
     release_id = str((await released(svc, admin, key, NEW_VERSION))["id"])
     options = Options(time_scale=30, session_every_s=1e9, lid_alert_per_s=0,
-                      boot_sync_within_s=1, ota_check_every_s=1e9, ota_install_s=30,
+                      boot_sync_within_s=1, ota_install_s=30,
+                      ota_check_every_s=1e9 if transport == "mqtt" else 30,
                       release_keys={rs.key_id(key): rs.public_key_b64(key)}, **ota)
     ready: list[FleetReport] = []
     stop = asyncio.Event()
     fleet = asyncio.create_task(run_fleet(
-        fleet_config(tmp_path, broker, prefix, appliances=appliances, options=options),
+        fleet_config(tmp_path, broker, prefix, appliances=appliances, options=options,
+                     transport=transport),
         importer=api_importer(ADMIN, STRONG_PASSWORD), client=api_client(svc), stop=stop,
         on_ready=ready.append))
     await eventually(lambda: _ready(ready, fleet), "the fleet to provision")
@@ -76,11 +81,13 @@ async def run_rollout(svc: Service, tmp_path: Path, broker: PrivateBroker, prefi
     return admin, await start_rollout(svc, admin, release_id), report, stop, fleet
 
 
+@pytest.mark.parametrize("transport", ["mqtt", "https"])
 async def test_a_rollout_installs_on_the_simulated_appliances(
-        stack: Service, tmp_path: Path, broker: PrivateBroker) -> None:
+        stack: Service, tmp_path: Path, broker: PrivateBroker, transport: str) -> None:
     svc = stack
     admin, rollout_id, report, stop, fleet = await run_rollout(
-        svc, tmp_path, broker, f"SIMO{RUN_ID[:6].upper()}-", appliances=2)
+        svc, tmp_path, broker, f"SIMO{transport[0].upper()}{RUN_ID[:6].upper()}-",
+        appliances=2, transport=transport)
     ids = [uuid.UUID(d.device_id) for d in report.devices]
     try:
         async def installed() -> bool:
@@ -108,6 +115,7 @@ async def test_a_rollout_installs_on_the_simulated_appliances(
                           "appliance_id = ANY(:ids) AND kind = 'ota' GROUP BY appliance_id",
                           ids=ids)
     assert dict(reported) == {appliance_id: 8 for appliance_id in ids}
+
 
 async def test_a_rollout_halts_itself_when_the_simulated_installs_fail(
         stack: Service, tmp_path: Path, broker: PrivateBroker) -> None:
