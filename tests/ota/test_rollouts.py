@@ -77,11 +77,11 @@ async def test_a_three_stage_rollout_advances_after_each_soak_and_completes(
         svc: Service, admin: dict[str, str], release_key: Ed25519PrivateKey,
         factory: Factory, fleet: list[Device]) -> None:
     release = await released(svc, admin, release_key, "1.5.0")
-    with clock.frozen(clock.utcnow()):
-        rollout = await create_rollout(svc, admin, release["id"],
-                                       stages(20, 60, 100, success=0.5))
-        assert rollout["state"] == "draft" and rollout["current_stage"] is None
-        plan = stage_plan(rollout["id"], fleet, [20, 60, 100])
+    # Created on the running clock: its audit entry is strictly before the frozen ones.
+    rollout = await create_rollout(svc, admin, release["id"], stages(20, 60, 100, success=0.5))
+    assert rollout["state"] == "draft" and rollout["current_stage"] is None
+    plan = stage_plan(rollout["id"], fleet, [20, 60, 100])
+    with clock.frozen(clock.utcnow() + timedelta(milliseconds=5)):
         for device in fleet:  # the clock jumped: say they are still online
             await factory.online(device.id)
         started = await act(svc, admin, rollout["id"], "start")
