@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse
 
 from epicura.appliances.access import CurrentDevice, DeviceNotAuthenticated
 from epicura.auth.router import json_only
+from epicura.bridge.reported_handlers import appliance_channel
 from epicura.kit import clock
 from epicura.kit.errors import ValidationFailed, responses
 from epicura.kit.etag import not_modified
 from epicura.kit.runtime import DbSession, RuntimeDep, after_commit
-from epicura.ota import handlers, updates
+from epicura.ota import updates
 from epicura.ota.manifest import HW_REVISION
 from epicura.ota.schemas import Channel, FirmwareOffer, FirmwareStatus
 from epicura.realtime import channels
@@ -60,7 +61,7 @@ async def status(body: FirmwareStatus, appliance: CurrentDevice, rt: RuntimeDep,
     recorded = await updates.record_status(rt, session, appliance.id, body, clock.utcnow(),
                                            strict=True)
     if recorded is not None:
-        event = (handlers.appliance_channel(appliance.id),
+        event = (appliance_channel(appliance.id),
                  {"type": "ota.progress", "data": recorded.event})
 
         async def publish() -> None:

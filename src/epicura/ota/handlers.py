@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 from pydantic import ValidationError
 
 from epicura.bridge.handlers import HandlerContext, register
 from epicura.bridge.payloads import DeviceMessage
+from epicura.bridge.reported_handlers import appliance_channel
 from epicura.ota import updates
 from epicura.ota.schemas import FirmwareStatus
 
 FIELDS = ("rollout_id", "status", "progress_pct", "error_code", "reason")
-
-
-def appliance_channel(appliance_id: uuid.UUID) -> str:
-    return f"appliance:{appliance_id}"
 
 
 async def on_ota(ctx: HandlerContext, message: DeviceMessage) -> None:

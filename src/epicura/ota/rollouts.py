@@ -232,7 +232,7 @@ def success_holds(rollout: Rollout, counts: dict[tuple[int, str], int], now: dat
     return devices == 0 or succeeded / devices >= float(stage["success_threshold"])
 
 
-async def check_failures(session: AsyncSession, rt: Runtime, rollout_id: uuid.UUID) -> bool:
+async def check_failures(rt: Runtime, session: AsyncSession, rollout_id: uuid.UUID) -> bool:
     """At once after a failure report: halt the rollout if its failure threshold is crossed."""
     rollout = await get_or_404(session, rollout_id, lock=True)
     if rollout.state != R_ACTIVE:

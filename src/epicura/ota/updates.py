@@ -142,7 +142,7 @@ async def record_status(rt: Runtime, session: AsyncSession, appliance_id: uuid.U
     if changed:
         await _consequences(rt, session, rollout, release, row, appliance_id)
     halted = changed and body.status in rollouts.FAILING and await rollouts.check_failures(
-        session, rt, rollout.id)
+        rt, session, rollout.id)
     event: dict[str, Any] = {"appliance_id": str(appliance_id), "version": release.version,
                              "status": body.status}
     if body.progress_pct is not None:
