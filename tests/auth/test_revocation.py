@@ -539,3 +539,25 @@ async def test_t11_revocation_made_while_redis_was_down_holds_after_it_returns(
         assert await access_status(app, gone) == (401, 401)
         assert (await refresh(app, gone)).status_code == 401
         await assert_alive(app, kept)
+
+
+async def test_many_sessions_are_checked_at_once_from_redis_or_the_database(svc: Service) -> None:
+    """The WebSocket gateway's sweep asks about all its sockets' sessions together."""
+    from epicura.auth import service as auth_service
+
+    phone, tablet = await two_sessions(svc, email("many"))
+    assert (await logout(svc, phone)).status_code == 204
+    unknown = uuid.uuid4()
+    sids = {uuid.UUID(phone["session_id"]), uuid.UUID(tablet["session_id"]), unknown}
+    revocations = auth_service.revocations(svc.runtime)
+    one_by_one = {sid for sid in sids if await revocations.is_revoked(sid)}
+    assert await revocations.revoked_among(sids) == one_by_one
+    assert uuid.UUID(phone["session_id"]) in one_by_one
+    assert uuid.UUID(tablet["session_id"]) not in one_by_one
+    # Without the completeness marker (Redis restarted), PostgreSQL answers, as it does one by
+    # one: the ended session and the one that never existed.
+    await svc.runtime.redis.delete(revocations.ready_key)
+    one_by_one = {sid for sid in sids if await revocations.is_revoked(sid)}
+    assert one_by_one == {uuid.UUID(phone["session_id"]), unknown}
+    assert await revocations.revoked_among(sids) == one_by_one
+    assert await revocations.revoked_among(set()) == set()

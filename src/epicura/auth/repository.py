@@ -173,6 +173,16 @@ async def session_revoked_at(session: AsyncSession, sid: uuid.UUID) -> tuple[boo
     return (False, None) if row is None else (True, row[0])
 
 
+async def live_sessions_among(session: AsyncSession,
+                              sids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of `sids` that exist and are not revoked."""
+    if not sids:
+        return set()
+    query = select(LoginSession.id).where(LoginSession.id.in_(sids),
+                                          LoginSession.revoked_at.is_(None))
+    return set((await session.scalars(query)).all())
+
+
 async def recently_revoked_sessions(session: AsyncSession, since: datetime) -> Sequence[uuid.UUID]:
     query = select(LoginSession.id).where(LoginSession.revoked_at >= since)
     return (await session.scalars(query)).all()

@@ -187,18 +187,11 @@ class Hub:
         for connection in authenticated:
             if connection.expires_at is not None and connection.expires_at <= now:
                 connection.close(CLOSE_UNAUTHORIZED, "access token expired")
-        revocations = auth_service.revocations(self.rt)
-        revoked: set[uuid.UUID] = set()
-
-        async def check(sid: uuid.UUID) -> None:
-            try:
-                if await revocations.is_revoked(sid):
-                    revoked.add(sid)
-            except DependencyUnavailable:
-                pass  # logged by the revocation set; asked again at the next sweep
-
-        await _bounded(check(sid) for sid in {c.session_id for c in authenticated
-                                              if c.session_id is not None})
+        sessions = {c.session_id for c in authenticated if c.session_id is not None}
+        try:
+            revoked = await auth_service.revocations(self.rt).revoked_among(sessions)
+        except DependencyUnavailable:
+            return  # logged by the revocation set; asked again at the next sweep
         for connection in authenticated:
             if connection.session_id in revoked:
                 connection.close(CLOSE_UNAUTHORIZED, "login session ended")
