@@ -13,8 +13,10 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from epicura.appliances.models import PROVISIONED, Appliance
 from epicura.bridge import ingest, payloads
 from epicura.config import Settings
+from epicura.kit import clock
 from epicura.ota import keys
 from epicura.ota import release_signing as rs
 from epicura.ota.tasks import evaluate_active
@@ -49,6 +51,21 @@ async def trust_new_key(svc: Service) -> Ed25519PrivateKey:
     async with svc.runtime.db.transaction() as session:
         await keys.add(session, rs.public_key_b64(key), "test build system")
     return key
+
+
+def appliance_row(**fields: Any) -> Appliance:
+    """A provisioned, online appliance row (stable, rev-a, firmware 1.4.2), for tests that write
+    fleets directly; `fields` override any column."""
+    now = clock.utcnow()
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(), "serial": f"OTA-{uuid.uuid4().hex[:12].upper()}",
+        "model": "epicura-1", "hw_revision": "rev-a", "lifecycle": PROVISIONED,
+        "factory_secret_hash": "0" * 64, "device_secret_hash": "1" * 64,
+        "firmware_version": "1.4.2", "channel": "stable", "tags": [], "online": True,
+        "last_seen_at": now, "settings": {}, "config_version": 0, "provisioned_at": now,
+        "created_at": now, "updated_at": now}
+    values.update(fields)
+    return Appliance(**values)
 
 
 @dataclass

@@ -7,18 +7,16 @@ from __future__ import annotations
 import base64
 import json
 import stat
-import uuid
 from pathlib import Path
 
 import pytest
 
 from epicura.appliances.access import issue_device_token
-from epicura.appliances.models import PROVISIONED, Appliance
 from epicura.auth import service as auth_service
-from epicura.kit import clock
 from epicura.ota import release_signing as rs
 from tests.conftest import base_settings
 from tests.e2e import process_env, run_cli
+from tests.ota.conftest import appliance_row
 from tests.support import API, STRONG_PASSWORD, Mailbox, bearer, running, startup_tasks_done
 
 pytestmark = pytest.mark.anyio
@@ -69,13 +67,7 @@ async def test_sign_register_upload_and_offer_on_the_embedded_default(
         async with svc.runtime.db.transaction() as session:
             await auth_service.create_admin(svc.runtime, session, "ota-cli@example.com",
                                             STRONG_PASSWORD, "Admin")
-            now = clock.utcnow()
-            device = Appliance(
-                id=uuid.uuid4(), serial="CLI-0001", model="epicura-1", hw_revision="rev-a",
-                lifecycle=PROVISIONED, factory_secret_hash="0" * 64, device_secret_hash="1" * 64,
-                firmware_version="1.4.2", channel="stable", tags=[], online=True,
-                last_seen_at=now, settings={}, config_version=0, provisioned_at=now,
-                created_at=now, updated_at=now)
+            device = appliance_row()
             session.add(device)
         admin = bearer((await svc.login("ota-cli@example.com")).json())
         files = {name: (name, (cwd / path).read_bytes())

@@ -22,12 +22,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from epicura.appliances.access import issue_device_token
-from epicura.appliances.models import PROVISIONED, Appliance
+from epicura.appliances.models import Appliance
 from epicura.config import Settings
 from epicura.kit import clock
 from epicura.ota import eligibility
 from epicura.ota.models import FirmwareRelease, Rollout
 from tests.conftest import truncate_tables
+from tests.ota.conftest import appliance_row
 from tests.support import API, Mailbox, Service, bearer, running
 
 pytestmark = pytest.mark.anyio  # harmless: the end-to-end test is sync and runs its own loop
@@ -206,13 +207,9 @@ async def _scenario(app: App, devices: list[DeviceSpec],
     rows: list[Appliance] = []
     async with rt.db.transaction() as session:
         for d in devices:
-            row = Appliance(
-                id=d.id, serial=f"P-{d.id.hex[:16]}", model="epicura-1", hw_revision=d.hw,
-                lifecycle=PROVISIONED, factory_secret_hash="0" * 64, device_secret_hash="1" * 64,
-                firmware_version=d.current, channel=d.channel, tags=list(d.tags), online=True,
-                last_seen_at=now, settings={}, config_version=0, provisioned_at=now,
-                current_session_id=uuid.uuid4() if d.busy else None,
-                created_at=now, updated_at=now)
+            row = appliance_row(id=d.id, hw_revision=d.hw, firmware_version=d.current,
+                                channel=d.channel, tags=list(d.tags),
+                                current_session_id=uuid.uuid4() if d.busy else None)
             session.add(row)
             rows.append(row)
         for r in rollouts:

@@ -13,11 +13,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from epicura.appliances.access import issue_device_token
-from epicura.appliances.models import PROVISIONED, Appliance
+from epicura.appliances.models import Appliance
 from epicura.kit import clock
 from epicura.ota.eligibility import bucket_of, stage_of
 from tests.ota.conftest import (
     act,
+    appliance_row,
     create_rollout,
     evaluate,
     released,
@@ -33,13 +34,7 @@ STAGES = [{"percent": p, "soak_s": 900, "success_threshold": 0.9, "failure_thres
 
 
 async def make_fleet(svc: Service) -> list[Appliance]:
-    now = clock.utcnow()
-    fleet = [Appliance(
-        id=uuid.uuid4(), serial=f"FLT-{n:04d}-{uuid.uuid4().hex[:6]}", model="epicura-1",
-        hw_revision="rev-a", lifecycle=PROVISIONED, factory_secret_hash="0" * 64,
-        device_secret_hash="1" * 64, firmware_version="1.4.2", channel="stable", tags=[],
-        online=True, last_seen_at=now, settings={}, config_version=0, provisioned_at=now,
-        created_at=now, updated_at=now) for n in range(FLEET)]
+    fleet = [appliance_row() for _ in range(FLEET)]
     async with svc.runtime.db.transaction() as session:
         session.add_all(fleet)
     return fleet

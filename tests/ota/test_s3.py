@@ -5,7 +5,6 @@ leaves nothing in the bucket."""
 from __future__ import annotations
 
 import hashlib
-import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,14 +13,12 @@ import httpx2
 import pytest
 
 from epicura.appliances.access import issue_device_token
-from epicura.appliances.models import PROVISIONED, Appliance
 from epicura.auth import service as auth_service
-from epicura.kit import clock
 from epicura.ota import keys
 from epicura.ota import release_signing as rs
 from tests.conftest import base_settings
 from tests.kit.test_storage import aws_env, bucket, moto_endpoint  # noqa: F401
-from tests.ota.conftest import Signed, signed
+from tests.ota.conftest import Signed, appliance_row, signed
 from tests.support import API, STRONG_PASSWORD, Mailbox, bearer, running
 
 pytestmark = pytest.mark.anyio
@@ -43,12 +40,7 @@ async def test_a_release_streams_into_the_bucket_and_is_offered_by_a_presigned_u
     binary = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() * 1024
                       for i in range(700))  # 22 MiB: three 8 MiB parts
     async with running(settings, smtp[1]) as svc:
-        now = clock.utcnow()
-        device = Appliance(
-            id=uuid.uuid4(), serial="S3-0001", model="epicura-1", hw_revision="rev-a",
-            lifecycle=PROVISIONED, factory_secret_hash="0" * 64, device_secret_hash="1" * 64,
-            firmware_version="1.4.2", channel="stable", tags=[], online=True, last_seen_at=now,
-            settings={}, config_version=0, provisioned_at=now, created_at=now, updated_at=now)
+        device = appliance_row()
         async with svc.runtime.db.transaction() as session:
             await keys.add(session, rs.public_key_b64(key))
             await auth_service.create_admin(svc.runtime, session, "ota-s3@example.com",
