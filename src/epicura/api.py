@@ -16,8 +16,10 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from starlette.routing import BaseRoute, Match, Mount, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from epicura.admin.audit_router import router as admin_audit_router
 from epicura.admin.jobs_router import router as admin_jobs_router
 from epicura.admin.router import router as admin_router
+from epicura.analytics.router import router as analytics_router
 from epicura.appliances.admin_router import router as appliances_admin_router
 from epicura.appliances.device_router import router as device_router
 from epicura.appliances.router import router as appliances_router
@@ -52,6 +54,8 @@ MODULE_ROUTERS = (
     device_sync_router,
     admin_router,
     admin_jobs_router,
+    admin_audit_router,
+    analytics_router,
     push_router,
     inbox_router,
     appliances_router,

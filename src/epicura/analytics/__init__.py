@@ -1,0 +1,1 @@
+"""Fleet analytics for the admins: SQL aggregates over sessions, appliances and rollups."""
