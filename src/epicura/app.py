@@ -27,6 +27,7 @@ from epicura.kit.runtime import Runtime
 from epicura.migrate import upgrade_to_head
 from epicura.notifications import providers as push_providers
 from epicura.notifications import service as notifications_service
+from epicura.portal import web as portal_web
 from epicura.realtime import hub as realtime_hub
 from epicura.realtime import outbox
 from epicura.recipes import images
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     app.include_router(health.router)
     app.include_router(api.v1_router())
     app.include_router(storage_router.router)  # GET /files/{key}: signed local files
+    app.mount(portal_web.PREFIX, portal_web.build(runtime))  # the admin portal's pages
     app.openapi = lambda: _problem_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(api.HotRoutesFirst)  # innermost: anonymous cached reads skip routing
     app.add_middleware(

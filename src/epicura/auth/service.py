@@ -624,3 +624,32 @@ async def search_users(
     return await repository.search_users(
         session, q=q, role=role, active=active, after=after, limit=limit
     )
+
+
+# --- the admin portal's cookie sessions ------------------------------------------------------
+
+
+def is_admin(user: User) -> bool:
+    return user.role == ROLE_ADMIN
+
+
+async def login_session_owner(session: AsyncSession, sid: uuid.UUID) -> User | None:
+    """The user a login session (as started by `login`) belongs to."""
+    family = await session.get(LoginSession, sid)
+    return None if family is None else await repository.user_by_id(session, family.user_id)
+
+
+async def end_login_session(
+    rt: Runtime, session: AsyncSession, user_id: uuid.UUID, sid: uuid.UUID, reason: str,
+    ip: str | None,
+) -> None:
+    """End one login session (the portal's sign-out, or a refused non-admin's sign-in)."""
+    await _end_sessions(rt, session, user_id, reason, only=sid)
+    audit.record(session, "auth.logout", actor_id=user_id, target_type="login_session",
+                 target_id=sid, ip=ip, reason=reason)
+
+
+def access_token_for(rt: Runtime, user: User, sid: uuid.UUID) -> str:
+    """A short-lived access token of an existing login session (the portal hands one to its
+    pages for the WebSocket); it dies with the session like any other."""
+    return tokens.issue_access_token(rt, user, sid, clock.utcnow())
