@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # A firmware binary (streamed to storage, never held in memory); its upload route alone
     # takes bodies this large.
     max_firmware_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    # How often the job runner looks at every active rollout (new devices, halt, advance); read
+    # when the process starts. Short only for demonstrations and end-to-end tests.
+    ota_evaluate_every_s: float = Field(default=30.0, ge=0.5, le=3600)
     rate_limit_enabled: bool = True
     recipe_cache_enabled: bool = True
     login_ip_per_minute: int = 20

@@ -1,6 +1,8 @@
 """Periodic work of the OTA module: every active rollout is evaluated (new devices in its open
-stages, automatic halt, advance and completion) every 30 s, once across all runners, so a
-crossed failure threshold halts a rollout within a minute even without a new report."""
+stages, automatic halt, advance and completion) every `OTA_EVALUATE_EVERY_S` (30 s by default),
+once across all runners, so a crossed failure threshold halts a rollout within a minute even
+without a new report. The period is read from the settings when this module is first imported
+(the process's start), as the schedule's periods are fixed at registration."""
 
 from __future__ import annotations
 
@@ -14,7 +16,14 @@ from epicura.ota.models import R_ACTIVE
 
 log = structlog.get_logger("epicura.ota.tasks")
 
-EVALUATE_S = 30
+
+def _evaluate_every_s() -> float:
+    from epicura.config import Settings
+
+    return Settings().ota_evaluate_every_s
+
+
+EVALUATE_S = _evaluate_every_s()
 
 
 async def evaluate_active(rt: Runtime) -> dict[str, str]:
