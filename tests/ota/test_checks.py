@@ -156,7 +156,7 @@ async def test_outcomes_update_the_appliance_tell_the_owner_and_go_live(
     assert [p["status"] for p in progress][-1] == "succeeded"
     assert (await down_messages(svc, device.id, "ota"))[-1]["payload"] is None  # cleared
     inbox = (await svc.client.get(f"{API}/notifications", headers=cook)).json()["items"]
-    assert [item["kind"] for item in inbox] == ["firmware_installed"]
+    assert [item["kind"] for item in inbox] == ["firmware_installed", "firmware_available"]
     assert inbox[0]["data"]["version"] == "1.5.0"
     # Done: a later report cannot move it back; over MQTT it is dropped.
     assert_problem(await report(svc, device, rollout["id"], "downloading"), 409,
@@ -191,7 +191,8 @@ async def test_failures_are_offered_again_with_backoff_up_to_a_limit(
         clock.advance(timedelta(minutes=25))  # past the next backoff (tokens last an hour)
         assert (await check(svc, device)).status_code == 204  # three failures: no more
     inbox = (await svc.client.get(f"{API}/notifications", headers=cook)).json()["items"]
-    assert [item["kind"] for item in inbox] == ["firmware_failed"]  # told once, at the end
+    # told once at the start that it is available, once at the end that it failed
+    assert [item["kind"] for item in inbox] == ["firmware_failed", "firmware_available"]
 
 
 async def test_a_rollback_is_final_and_a_deferral_waits(

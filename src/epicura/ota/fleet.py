@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from epicura.appliances import service as appliances_service
 from epicura.bridge.outbox import enqueue_down
 from epicura.kit.runtime import Runtime
+from epicura.notifications import service as notifications_service
 from epicura.ota import eligibility, repository
 from epicura.ota.models import PENDING, FirmwareRelease, Rollout
 
@@ -75,7 +76,7 @@ async def sync_members(rt: Runtime, session: AsyncSession, rollout: Rollout,
         return 0
     facts = rollout_facts(rollout, release)
     members = await repository.member_ids(session, rollout.id)
-    new_rows, online_ids = [], set()
+    new_rows, online_ids, owners = [], set(), []
     async for appliance in _fleet(session, rollout):
         device = facts_of(appliance)
         if appliances_service.is_online(appliance, now):
@@ -91,9 +92,21 @@ async def sync_members(rt: Runtime, session: AsyncSession, rollout: Rollout,
         new_rows.append({"rollout_id": rollout.id, "appliance_id": device.id, "bucket": bucket,
                          "stage": stage, "status": PENDING, "failures": 0, "notified": False,
                          "created_at": now, "updated_at": now})
+        if appliance.owner_id is not None:
+            owners.append((appliance.owner_id, device.id))
     await repository.add_members(session, new_rows)
     await _notify(rt, session, rollout, release, last, online_ids)
+    await tell_owners(session, rollout, release, owners)
     return len(new_rows)
+
+
+async def tell_owners(session: AsyncSession, rollout: Rollout, release: FirmwareRelease,
+                      owners: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """`firmware_available` to the owner of each (owner, appliance) whose stage just opened:
+    once per rollout and appliance (the notification's collapse key holds the rollout)."""
+    for owner_id, appliance_id in owners:
+        await notifications_service.notify_firmware(session, owner_id, appliance_id, "available",
+                                                    release.version, rollout.id)
 
 
 async def _notify(rt: Runtime, session: AsyncSession, rollout: Rollout, release: FirmwareRelease,

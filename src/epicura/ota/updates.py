@@ -77,8 +77,10 @@ async def offer(rt: Runtime, session: AsyncSession, appliance: Appliance, curren
     if chosen is None:
         return None
     rollout, release = next((r, f) for r, f in serving if r.id == chosen.id)
-    await _record_offer(session, rollout, appliance.id, next(
-        (row for row in rows if row.rollout_id == rollout.id), None), now)
+    row = next((row for row in rows if row.rollout_id == rollout.id), None)
+    await _record_offer(session, rollout, appliance.id, row, now)
+    if row is None and appliance.owner_id is not None:  # it came before the evaluation did
+        await fleet.tell_owners(session, rollout, release, [(appliance.owner_id, appliance.id)])
     return _manifest(rt, rollout, release, now)
 
 
