@@ -24,6 +24,7 @@ from epicura.appliances.models import (
     ApplianceCommand,
 )
 from epicura.appliances.reported import INACTIVITY_TIMEOUT
+from epicura.appliances.repository import FleetFilter as FleetFilter  # for the admin portal
 from epicura.appliances.schemas import (
     AdminApplianceDetail,
     AdminApplianceOut,

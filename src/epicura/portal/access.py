@@ -34,6 +34,7 @@ class CsrfRefused(Exception):
 class Portal:
     admin: User
     session: sessions.PortalSession
+    email: str  # read at sign-in time: error pages render after the transaction ended
 
     @property
     def csrf(self) -> str:
@@ -74,7 +75,7 @@ async def portal_admin(request: Request, rt: RuntimeDep, session: DbSession) -> 
             same_origin(request)
             and sessions.csrf_matches(found.csrf, await presented_csrf(request))):
         raise CsrfRefused()
-    portal = Portal(admin=user, session=found)
+    portal = Portal(admin=user, session=found, email=user.email)
     request.state.portal = portal
     return portal
 

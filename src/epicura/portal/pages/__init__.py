@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from epicura.portal.pages import dashboard
+from epicura.portal.pages import appliances, dashboard, operations, recipes, users
 
-ROUTERS: tuple[APIRouter, ...] = (dashboard.router,)
+ROUTERS: tuple[APIRouter, ...] = (dashboard.router, users.router, appliances.router,
+                                  recipes.router, operations.router)

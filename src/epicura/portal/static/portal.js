@@ -89,8 +89,29 @@
         say("Live telemetry refused: " + String(frame.data && frame.data.message));
       }
     };
-    socket.onclose = function () { say("Live telemetry disconnected; reload to reconnect."); };
+    // The token is short-lived: a fresh one goes over the same socket a minute before it ends.
+    var refresh = setInterval(function () {
+      fetch(config.token_path, { credentials: "same-origin" })
+        .then(function (reply) { return reply.ok ? reply.json() : null; })
+        .then(function (fresh) {
+          if (fresh && socket.readyState === WebSocket.OPEN) {
+            socket.send(JSON.stringify({ type: "auth", data: { token: fresh.token } }));
+          }
+        });
+    }, Math.max(30, config.expires_in - 60) * 1000);
+    socket.onclose = function () {
+      clearInterval(refresh);
+      say("Live telemetry disconnected; reload to reconnect.");
+    };
   }
+
+  /* Destructive buttons ask first. */
+  document.addEventListener("submit", function (event) {
+    var button = event.submitter;
+    if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) {
+      event.preventDefault();
+    }
+  });
 
   document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
   document.addEventListener("htmx:afterSettle", function (event) { drawCharts(event.target); });
