@@ -59,7 +59,8 @@ async def authenticate(rt: Runtime, token: object) -> Identity:
 
 async def may_subscribe(rt: Runtime, user_id: uuid.UUID, channel: Channel) -> bool:
     """Only the owner may: `user` is always the caller's own; an appliance or cooking session
-    must be theirs (someone else's answers as one that does not exist)."""
+    must be theirs (someone else's answers as one that does not exist). An admin may also
+    follow any appliance (the admin portal's live telemetry chart)."""
     if channel.kind == "user":
         return True
     assert channel.object_id is not None
@@ -68,7 +69,10 @@ async def may_subscribe(rt: Runtime, user_id: uuid.UUID, channel: Channel) -> bo
             return await sessions_service.is_owner(session, user_id, channel.object_id)
         try:
             user = await auth_service.get_user(session, user_id)
-            await appliances_service.get_owned_or_404(session, user, channel.object_id)
+            if auth_service.is_admin(user):
+                await appliances_service.admin_get(session, channel.object_id)
+            else:
+                await appliances_service.get_owned_or_404(session, user, channel.object_id)
         except NotFound:
             return False
         return True
