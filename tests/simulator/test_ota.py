@@ -186,6 +186,7 @@ async def test_an_offered_update_is_verified_installed_and_reported(
         ("downloading", 75, None), ("downloaded", None, None), ("verified", None, None),
         ("installing", None, None), ("succeeded", None, None)]
     assert {p["rollout_id"] for p in sent(device, "ota")} == {ROLLOUT_ID}
+    assert sent(device, "ota")[-1]["version"] == NEW_VERSION  # the version it booted
     assert device.identity.firmware_version == NEW_VERSION
     assert restarts(device) == 1 and device.boot_id != boot_id
     presence, state = (payload for _, payload, _ in device.birth())

@@ -117,13 +117,15 @@ async def update_release(release_id: uuid.UUID, body: ReleaseUpdate, request: Re
 @router.post("/rollouts", status_code=201, response_model=RolloutOut,
              dependencies=[Depends(json_only)],
              responses=responses(*ADMIN_ERRORS, rollouts.ReleaseNotReady,
-                                 rollouts.FilterOutsideRelease, rollouts.RolloutExists,
-                                 ValidationFailed))
+                                 rollouts.FilterOutsideRelease, rollouts.VersionBelowFleet,
+                                 rollouts.RolloutExists, ValidationFailed))
 async def create_rollout(body: RolloutCreate, admin: CurrentAdmin, session: DbSession,
                          ip: ClientIp) -> JSONResponse:
     """A rollout in `draft`: the release, a filter (channel, hardware revisions, tags every
     device must carry) and growing stages `{percent, soak_s, success_threshold,
-    failure_threshold}` (thresholds are shares 0–1 of the stage's devices)."""
+    failure_threshold, failure_max_devices?}` (thresholds are shares 0–1 of the stage's
+    devices). 422 `version_below_fleet` when the release is below a version already rolled out
+    to that channel and hardware, or when every appliance of the filter runs it or newer."""
     rollout = await rollouts.create(session, admin, body, ip)
     view = await views.rollout_view(session, rollout)
     return _json(view, views.rollout_etag(view), 201)
@@ -155,14 +157,16 @@ async def get_rollout(rollout_id: uuid.UUID, session: DbSession, request: Reques
 
 @router.post("/rollouts/{rollout_id}/{action}", response_model=RolloutOut,
              responses=responses(*ADMIN_ERRORS, rollouts.RolloutNotFound,
-                                 rollouts.InvalidTransition, rollouts.ReleaseNotReady))
+                                 rollouts.InvalidTransition, rollouts.ReleaseNotReady,
+                                 rollouts.VersionBelowFleet))
 async def rollout_action(rollout_id: uuid.UUID,
                          action: Literal["start", "pause", "resume", "advance", "abort"],
                          admin: CurrentAdmin, rt: RuntimeDep, session: DbSession,
                          ip: ClientIp) -> JSONResponse:
     """`start` (draft → active, stage 1 opens), `pause`, `resume` (paused or halted → active;
     the stage's soak starts again), `advance` (the next stage opens now, or the rollout
-    completes after its last) and `abort`. 409 `invalid_transition` otherwise."""
+    completes after its last) and `abort`. 409 `invalid_transition` otherwise; `start` checks
+    again for a downgrade (422 `version_below_fleet`)."""
     rollout = await rollouts.act(rt, session, admin, rollout_id, action, ip)
     view = await views.rollout_view(session, rollout)
     return _json(view, views.rollout_etag(view))

@@ -18,7 +18,7 @@ from epicura.appliances import service as appliances_service
 from epicura.bridge.outbox import enqueue_down
 from epicura.kit.runtime import Runtime
 from epicura.notifications import service as notifications_service
-from epicura.ota import eligibility, repository
+from epicura.ota import eligibility, repository, versions
 from epicura.ota.models import PENDING, FirmwareRelease, Rollout
 
 if TYPE_CHECKING:
@@ -39,6 +39,23 @@ async def _fleet(session: AsyncSession, rollout: Rollout) -> AsyncIterator[Appli
             if len(page) < FLEET_PAGE:
                 break
             after = (page[-1].created_at, page[-1].id)
+
+
+async def all_run_at_least(session: AsyncSession, rollout: Rollout, version: str) -> bool:
+    """True when the filter's fleet holds appliances and none runs a version below `version`
+    (appliances whose version cannot be read do not count)."""
+    target = versions.parse(version)
+    seen = False
+    async for appliance in _fleet(session, rollout):
+        if not set(rollout.tags) <= set(appliance.tags or ()):
+            continue
+        current = versions.parse_or_none(appliance.firmware_version)
+        if current is None:
+            continue
+        if current < target:
+            return False
+        seen = True
+    return seen
 
 
 def facts_of(appliance: Appliance, current: str | None = None) -> eligibility.DeviceFacts:

@@ -10,7 +10,7 @@ from epicura.bridge.reported_handlers import appliance_channel
 from epicura.ota import updates
 from epicura.ota.schemas import FirmwareStatus
 
-FIELDS = ("rollout_id", "status", "progress_pct", "error_code", "reason")
+FIELDS = ("rollout_id", "status", "progress_pct", "error_code", "reason", "version")
 
 
 async def on_ota(ctx: HandlerContext, message: DeviceMessage) -> None:

@@ -91,6 +91,18 @@ async def serving_rollouts(session: AsyncSession,
     return [(r, f) for r, f in rows.all()]
 
 
+async def rolled_out_versions(session: AsyncSession, channel: str,
+                              exclude_release: uuid.UUID) -> Sequence[tuple[str, list[str]]]:
+    """(version, rollout hardware revisions) of the other releases a rollout on `channel` has
+    started (whatever became of it since: halted, aborted, yanked)."""
+    rows = await session.execute(
+        select(FirmwareRelease.version, Rollout.hw_revisions)
+        .join(FirmwareRelease, FirmwareRelease.id == Rollout.release_id)
+        .where(Rollout.channel == channel, Rollout.started_at.is_not(None),
+               Rollout.release_id != exclude_release))
+    return [(version, list(revisions)) for version, revisions in rows.all()]
+
+
 # --- devices in rollouts  ------------------------------------------------------------------------
 
 async def device_rows(session: AsyncSession, appliance_id: uuid.UUID,

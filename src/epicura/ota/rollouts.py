@@ -21,7 +21,7 @@ from epicura.auth.models import User
 from epicura.kit import audit, clock
 from epicura.kit.errors import Conflict, NotFound, ProblemError
 from epicura.kit.runtime import Runtime
-from epicura.ota import fleet, repository
+from epicura.ota import fleet, repository, versions
 from epicura.ota.models import (
     OPEN_STATES,
     R_ABORTED,
@@ -57,6 +57,12 @@ class FilterOutsideRelease(ProblemError):
     title = "The filter names a channel or hardware revision the release is not for"
 
 
+class VersionBelowFleet(ProblemError):
+    status = 422
+    code = "version_below_fleet"
+    title = "A rollout cannot take the fleet back to an older version"
+
+
 class RolloutExists(Conflict):
     code = "rollout_exists"
     title = "This release already has a rollout that is not over"
@@ -83,9 +89,10 @@ async def create(session: AsyncSession, admin: User, body: RolloutCreate,
     rollout = Rollout(
         release_id=release.id, state=R_DRAFT, channel=wanted.channel,
         hw_revisions=list(wanted.hw_revisions), tags=list(wanted.tags),
-        stages=[stage.model_dump() for stage in body.stages], current_stage=-1, revision=1,
-        created_by=admin.id, created_at=now, updated_at=now,
+        stages=[stage.model_dump(exclude_none=True) for stage in body.stages],
+        current_stage=-1, revision=1, created_by=admin.id, created_at=now, updated_at=now,
     )
+    await refuse_downgrade(session, rollout, release)
     session.add(rollout)
     try:
         async with session.begin_nested():
@@ -119,6 +126,25 @@ async def release_of(session: AsyncSession, rollout: Rollout) -> FirmwareRelease
     return release
 
 
+async def refuse_downgrade(session: AsyncSession, rollout: Rollout,
+                           release: FirmwareRelease) -> None:
+    """T42, no downgrade by configuration: 422 when the release is below a version already
+    rolled out to the same channel and hardware (a rollback ships as a new, higher release), or
+    when every appliance of the filter already runs it or newer."""
+    target = versions.parse(release.version)
+    wanted = set(rollout.hw_revisions)
+    for version, revisions in await repository.rolled_out_versions(
+            session, rollout.channel, release.id):
+        done = versions.parse_or_none(version)
+        if done is not None and target < done and wanted & set(revisions):
+            raise VersionBelowFleet(
+                f"{release.version} is below {version}, already rolled out to this channel and "
+                "hardware: ship a rollback as a new release with a higher version")
+    if await fleet.all_run_at_least(session, rollout, release.version):
+        raise VersionBelowFleet(
+            f"Every appliance of the filter already runs {release.version} or newer")
+
+
 # --- state changes  ------------------------------------------------------------------------------
 
 ADMIN_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -141,6 +167,7 @@ async def act(rt: Runtime, session: AsyncSession, admin: User, rollout_id: uuid.
         raise ReleaseNotReady("The release was yanked")
     now = clock.utcnow()
     if action == "start":
+        await refuse_downgrade(session, rollout, release)
         await _move(rt, session, rollout, release, R_ACTIVE, 0, now)
         rollout.started_at = now
     elif action == "pause":
@@ -215,10 +242,15 @@ def stage_rates(rollout: Rollout, counts: dict[tuple[int, str], int]) -> tuple[i
 
 def failure_crossed(rollout: Rollout, counts: dict[tuple[int, str], int]) -> str | None:
     devices, _succeeded, failing = stage_rates(rollout, counts)
-    threshold = float(rollout.stages[rollout.current_stage]["failure_threshold"])
+    stage = rollout.stages[rollout.current_stage]
+    threshold = float(stage["failure_threshold"])
+    where = (f"{failing} of {devices} devices failed or rolled back in stages up to "
+             f"{rollout.current_stage + 1}")
     if devices and failing / devices > threshold:
-        return (f"{failing} of {devices} devices failed or rolled back in stages up to "
-                f"{rollout.current_stage + 1}: above the failure threshold {threshold:g}")
+        return f"{where}: above the failure threshold {threshold:g}"
+    most = stage.get("failure_max_devices")
+    if most is not None and failing > int(most):
+        return f"{where}: more than the {int(most)} failures allowed"
     return None
 
 

@@ -65,6 +65,10 @@ class Stage(Strict):
     failure_threshold: float = Field(
         ge=0, le=1, description="Share of the stage's devices failed or rolled back above "
                                 "which the rollout halts itself")
+    failure_max_devices: int | None = Field(
+        default=None, ge=0, le=10_000_000,
+        description="Optional absolute bound next to the share: the rollout also halts itself "
+                    "once more than this many devices failed or rolled back")
 
 
 class RolloutFilter(Strict):
@@ -136,3 +140,8 @@ class FirmwareStatus(Strict):
     progress_pct: float | None = Field(default=None, ge=0, le=100)
     error_code: str | None = Field(default=None, max_length=64, pattern=PLAIN_TEXT)
     reason: str | None = Field(default=None, max_length=500, pattern=PLAIN_TEXT)
+    version: str | None = Field(
+        default=None, max_length=40, pattern=PLAIN_TEXT,
+        description="Optional (an addition to the spec): the version the appliance runs. With "
+                    "`succeeded`, one other than the release's is recorded as `failed` with "
+                    "`error_code` `version_mismatch`")

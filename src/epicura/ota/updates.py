@@ -24,7 +24,7 @@ from epicura.kit.etag import make_etag
 from epicura.kit.runtime import Runtime
 from epicura.kit.storage import storage_of, window_expiry
 from epicura.notifications import service as notifications_service
-from epicura.ota import eligibility, fleet, repository, rollouts
+from epicura.ota import eligibility, fleet, repository, rollouts, versions
 from epicura.ota.models import PENDING, FirmwareRelease, Rollout, RolloutDevice
 from epicura.ota.schemas import FirmwareOffer, FirmwareStatus
 
@@ -138,6 +138,7 @@ async def record_status(rt: Runtime, session: AsyncSession, appliance_id: uuid.U
             raise StatusOutOfOrder(f"{body.status} cannot follow {row.status}")
         return None
     release = await rollouts.release_of(session, rollout)
+    body = _check_version(body, release, appliance_id)
     changed = row.status != body.status
     _apply(row, body, now)
     await session.flush()
@@ -150,6 +151,21 @@ async def record_status(rt: Runtime, session: AsyncSession, appliance_id: uuid.U
     if body.progress_pct is not None:
         event["progress_pct"] = body.progress_pct
     return Recorded(event, halted)
+
+
+def _check_version(body: FirmwareStatus, release: FirmwareRelease,
+                   appliance_id: uuid.UUID) -> FirmwareStatus:
+    """T41: `succeeded` while running another version than the release's is no success."""
+    if body.status != "succeeded" or body.version is None:
+        return body
+    reported, target = versions.parse_or_none(body.version), versions.parse(release.version)
+    if reported == target:
+        return body
+    log.warning("ota_version_mismatch", appliance_id=str(appliance_id),
+                release=release.version, reported=body.version)
+    return body.model_copy(update={
+        "status": "failed", "error_code": "version_mismatch",
+        "reason": f"reported succeeded running {body.version}"[:500]})
 
 
 def _allowed(previous: str, status: str) -> bool:

@@ -266,7 +266,7 @@ class Updater:
         device.reboot(offer.version)
         self.cached = None
         device.counters.updates += 1
-        self.report(offer, "succeeded")
+        self.report(offer, "succeeded", version=device.identity.firmware_version)  # booted
         log.info("simulator.ota_succeeded", device_id=device.device_id, version=offer.version)
         return "succeeded"
 
