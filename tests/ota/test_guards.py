@@ -4,13 +4,11 @@ naming another version than the release's is no success (T41)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from epicura.appliances.models import Appliance
 from tests.appliances.conftest import Device, assert_problem
 from tests.ota.conftest import (
     ADMIN_ROLLOUTS,
@@ -22,6 +20,7 @@ from tests.ota.conftest import (
     report_over_mqtt_path,
     rollout_detail,
 )
+from tests.ota.test_checks import appliance
 from tests.ota.test_rollouts import members, stages
 from tests.support import Service
 
@@ -85,13 +84,6 @@ async def test_an_absolute_failure_bound_halts_a_rollout_below_its_share(
     assert unbounded["stages"][0]["failure_max_devices"] is None
 
 
-async def firmware_of(svc: Service, device: Device) -> str | None:
-    async with svc.runtime.db.sessions() as session:
-        found = await session.get(Appliance, uuid.UUID(device.id))
-        assert found is not None
-        return found.firmware_version
-
-
 async def test_t41_succeeded_on_another_version_is_recorded_as_a_failure(
         svc: Service, admin: dict[str, str], release_key: Ed25519PrivateKey,
         fleet: list[Device]) -> None:
@@ -109,6 +101,7 @@ async def test_t41_succeeded_on_another_version_is_recorded_as_a_failure(
     rows = await members(svc, rollout["id"])
     assert [(rows[d.id].status, rows[d.id].error_code) for d in fleet[:3]] == [
         ("failed", "version_mismatch"), ("failed", "version_mismatch"), ("succeeded", None)]
-    assert [await firmware_of(svc, d) for d in fleet[:3]] == ["1.4.2", "1.4.2", "1.5.0"]
+    assert [(await appliance(svc, d)).firmware_version for d in fleet[:3]] == [
+        "1.4.2", "1.4.2", "1.5.0"]
     counts = (await rollout_detail(svc, admin, rollout["id"]))["stages"][0]["counts"]
     assert counts["failed"] == 2 and counts["succeeded"] == 1
