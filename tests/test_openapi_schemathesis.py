@@ -56,7 +56,9 @@ FORGED = pyjwt.encode({"sub": str(uuid.uuid4()), "typ": "access"}, "k" * 32, alg
 POSITIVE_DEFAULT = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 # Every check is on with its defaults. Two documented answers to schema-valid input are added to
 # the positive-data check where no schema can tell the value is wrong: a random e-mailed token is
-# `410 token_expired_or_used`, a random opaque cursor is `400 invalid_cursor`.
+# `410 token_expired_or_used`, a random opaque cursor is `400 invalid_cursor`, a random firmware
+# manifest and signature are `422 manifest_invalid` (or another upload error), and rollout stages
+# whose percents do not grow are `422 validation_failed` (tests/ota/test_contract.py).
 CONFIG = schemathesis.Config.from_dict({
     # The same cases every run; set EPICURA_SCHEMATHESIS_SEED to explore others.
     "seed": int(os.environ.get("EPICURA_SCHEMATHESIS_SEED", "20261127")),
@@ -65,6 +67,8 @@ CONFIG = schemathesis.Config.from_dict({
          "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_DEFAULT, "410"]}}},
         {"include-path": f"{API}/admin/users", "include-method": "GET",
          "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_DEFAULT, "400"]}}},
+        {"include-path-regex": f"^{API}/admin/(firmware|rollouts)$", "include-method": "POST",
+         "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_DEFAULT, "422"]}}},
     ],
 })
 
