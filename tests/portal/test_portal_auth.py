@@ -86,8 +86,10 @@ async def test_unsafe_requests_need_the_session_csrf_token_and_same_origin(svc: 
     email = await make_admin(svc)
     await sign_in(svc.client, email)
     token = await page_csrf(svc.client)
-    for headers in ({}, {"X-CSRF-Token": "forged"}, {"X-CSRF-Token": token,
-                                                      "Origin": "http://evil.example"}):
+    for headers in ({}, {"X-CSRF-Token": "forged"},
+                    {"X-CSRF-Token": token, "Origin": "http://evil.example"},
+                    {"X-CSRF-Token": token, "Sec-Fetch-Site": "cross-site"},
+                    {"X-CSRF-Token": token, "Sec-Fetch-Site": "same-site"}):
         reply = await svc.client.post("/admin/logout", headers=headers)
         assert reply.status_code == 403, headers
     assert (await svc.client.get("/admin/")).status_code == 200  # still signed in

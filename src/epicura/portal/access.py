@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
@@ -42,11 +43,17 @@ class Portal:
 
 
 def same_origin(request: Request) -> bool:
-    """A browser names the page's origin on unsafe requests; it must be this site's."""
+    """A browser says where an unsafe request comes from: `Sec-Fetch-Site` (every current
+    browser), else `Origin` (its host must be this one: the scheme may differ behind a TLS
+    proxy). The API's `Referrer-Policy: no-referrer` makes Chromium send `Origin: null` on form
+    posts, so that value proves nothing either way; the CSRF token is checked regardless."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
-    return origin == f"{request.url.scheme}://{request.url.netloc}"
+    return urlsplit(origin).netloc == request.headers.get("host")
 
 
 async def presented_csrf(request: Request) -> str | None:
