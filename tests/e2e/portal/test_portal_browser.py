@@ -1,0 +1,134 @@
+"""The admin portal in a real browser (Debian's Chromium under Playwright): sign in, every page,
+a recipe edited and published, the live telemetry chart moving, and what must be refused or
+escaped. Screenshots of each page land in tests/e2e/artifacts/."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from epicura.realtime import channels
+from tests.e2e.portal.conftest import COOK, Browser
+
+PAGES = [("dashboard", "/admin/", "Dashboard"), ("users", "/admin/users", "Users"),
+         ("appliances", "/admin/appliances", "Appliances"),
+         ("recipes", "/admin/recipes", "Recipes"), ("audit", "/admin/audit", "Audit log"),
+         ("jobs", "/admin/jobs", "Background jobs")]
+
+
+def csp_errors(browser: Browser) -> list[str]:
+    return [e for e in browser.console_errors
+            if "Content Security Policy" in e or "Refused to" in e]
+
+
+def test_sign_in_and_walk_every_page(browser: Browser) -> None:
+    browser.go("/admin/")
+    expect(browser.page).to_have_url(re.compile(r"/admin/login\?next="))
+    browser.shot("login")
+    browser.sign_in()
+    expect(browser.page.locator("h1")).to_have_text("Dashboard")
+    # The chart is drawn by uPlot from the JSON data block (a canvas, no CDN, no inline JS).
+    expect(browser.page.locator("[data-chart] .uplot canvas")).to_have_count(1)
+    for name, path, heading in PAGES:
+        browser.go(path)
+        expect(browser.page.locator("h1")).to_have_text(heading)
+        browser.shot(name)
+    browser.go("/admin/users?q=portal-e2e-cook")
+    browser.page.click("#users a")
+    expect(browser.page.locator("#role")).to_have_text("user")
+    browser.shot("user")
+    browser.go(f"/admin/appliances/{browser.server.seed['appliance_id']}")
+    expect(browser.page.locator("h1")).to_contain_text("E2E-000001")
+    browser.shot("appliance")
+    browser.go(f"/admin/recipes/{browser.server.seed['recipe_id']}")
+    browser.shot("recipe")
+    assert csp_errors(browser) == []
+    # The session cookie is out of the page's reach (HttpOnly).
+    assert "epicura_portal=" not in browser.page.evaluate("document.cookie")
+    browser.page.click("header form.logout button")
+    expect(browser.page).to_have_url(re.compile(r"/admin/login$"))
+
+
+def test_edit_and_publish_a_recipe(browser: Browser) -> None:
+    browser.sign_in()
+    page = browser.page
+    browser.go(f"/admin/recipes/{browser.server.seed['recipe_id']}")
+    # A wrong parameter: the message is shown in that step's box, the form as typed.
+    page.fill("input[name='step-1-params']", '{"temperature_c": 250, "duration_s": 60}')
+    page.fill("input[name='title']", "Tomato soup, roasted")
+    page.click("#save")
+    expect(page.locator(".ok")).to_have_text("Saved as a new version.")
+    page.click("#publish")
+    step = page.locator("#step-1")
+    expect(step).to_have_class(re.compile("invalid"))
+    expect(step.locator(".step-error")).to_contain_text("180")
+    browser.shot("recipe-step-error")
+    page.fill("input[name='step-1-params']", '{"temperature_c": "very hot", "duration_s": 60}')
+    page.click("#save")
+    expect(page.locator("#step-1 .step-error")).to_contain_text("temperature_c")
+    page.fill("input[name='step-1-params']", '{"temperature_c": 120, "duration_s": 60}')
+    page.fill("input[name='summary']", "Hotter, roasted")
+    page.click("#save")
+    expect(page.locator(".ok")).to_have_text("Saved as a new version.")
+    page.click("#publish")
+    expect(page.locator(".ok")).to_have_text("Published.")
+    expect(page.locator("p.muted").first).to_contain_text("published")
+    page.click("#versions tbody tr:first-child a")  # the newest version
+    expect(page.locator("#diff")).to_contain_text("steps[1].params.temperature_c")
+    expect(page.locator("#diff")).to_contain_text("120")
+    browser.shot("recipe-diff")
+    assert csp_errors(browser) == []
+
+
+def test_the_live_chart_moves_with_telemetry(browser: Browser) -> None:
+    browser.sign_in()
+    appliance_id = browser.server.seed["appliance_id"]
+    browser.go(f"/admin/appliances/{appliance_id}")
+    status = browser.page.locator("#live-status")
+    expect(status).to_have_text("Live: waiting for telemetry…")
+    for n in range(3):
+        sample = {"t": 1_700_000_000_000 + n * 1000, "bowl_temp_c": 40.0 + n}
+        browser.server.call(channels.publish(browser.server.runtime, [(
+            f"appliance:{appliance_id}",
+            {"type": "telemetry", "data": {"appliance_id": appliance_id, "samples": [sample]}},
+        )]))
+        expect(browser.page.locator("#live-chart")).to_have_attribute("data-points", str(n + 1))
+    expect(status).to_have_text("Live: 3 samples")
+    browser.shot("appliance-live")
+
+
+def test_a_visitor_and_a_cook_are_refused(browser: Browser) -> None:
+    browser.go("/admin/users")
+    expect(browser.page.locator("h1")).to_have_text("Sign in")
+    browser.sign_in(COOK)
+    expect(browser.page.locator("h1")).to_have_text("Admins only")
+    browser.shot("refused-cook")
+    browser.go("/admin/")
+    expect(browser.page.locator("h1")).to_have_text("Sign in")
+
+
+def test_a_forged_csrf_token_is_refused(browser: Browser) -> None:
+    browser.sign_in()
+    browser.go("/admin/jobs")
+    status = browser.page.evaluate("""async () => {
+        const reply = await fetch('/admin/logout', {method: 'POST',
+            headers: {'X-CSRF-Token': 'forged'}});
+        return reply.status;
+    }""")
+    assert status == 403
+    browser.go("/admin/")
+    expect(browser.page.locator("h1")).to_have_text("Dashboard")  # still signed in
+
+
+def test_markup_in_text_fields_is_shown_as_text(browser: Browser) -> None:
+    browser.sign_in()
+    for path in ("/admin/users?q=portal-e2e-cook", "/admin/audit",
+                 f"/admin/recipes/{browser.server.seed['recipe_id']}"):
+        browser.go(path)
+        assert browser.page.evaluate("window.__pwned") is None
+    browser.go("/admin/users?q=portal-e2e-cook")
+    browser.page.click("#users a")
+    expect(browser.page.locator("h1")).to_contain_text("<script>window.__pwned=1</script>")
+    browser.shot("escaped-markup")
+    assert browser.page.evaluate("window.__pwned") is None
