@@ -46,6 +46,7 @@ from tests.support import API, STRONG_PASSWORD, Mailbox
 USER_EMAIL = "test-openapi-schemathesis-user@example.com"
 ADMIN_EMAIL = "test-openapi-schemathesis-admin@example.com"
 UNDER_TEST = re.compile(rf"^{API}/(auth|users/me|admin/users)(/|$)")
+DEVICE_TOKEN = "device"  # the cache's key for the appliance's token (device paths)
 # Operations after which the caller's token no longer works: each case gets a fresh login.
 SESSION_ENDING = {("POST", f"{API}/auth/logout-all")}
 MAX_EXAMPLES = 25
@@ -128,7 +129,29 @@ class Accounts:
         token: str = reply.json()["access_token"]
         return token
 
+    def device_token(self) -> str:
+        """An appliance's token: imported by the admin, provisioned, exchanged (once)."""
+        if DEVICE_TOKEN not in self.cached:
+            admin = {"Authorization": f"Bearer {self.login(ADMIN_EMAIL)}"}
+            row = {"serial": f"CONTRACT-{uuid.uuid4().hex[:8].upper()}", "model": "epicura-1",
+                   "hw_revision": "rev-a", "factory_secret": "contract-factory-secret-0123"}
+            with asgi.get_client(self.app) as client:
+                imported = client.post(f"{API}/admin/appliances/import", json=[row],
+                                       headers=admin)
+                assert imported.status_code == 200, imported.text
+                provisioned = client.post(f"{API}/device/provision",
+                                          json={**row, "firmware_version": "1.4.2"})
+                assert provisioned.status_code == 201, provisioned.text
+                body = provisioned.json()
+                token = client.post(f"{API}/device/token", json={
+                    "device_id": body["device_id"], "device_secret": body["device_secret"]})
+                assert token.status_code == 200, token.text
+            self.cached[DEVICE_TOKEN] = str(token.json()["access_token"])
+        return self.cached[DEVICE_TOKEN]
+
     def token_for(self, method: str, path: str) -> str:
+        if path.startswith(f"{API}/device/"):
+            return self.device_token()
         email = ADMIN_EMAIL if path.startswith(f"{API}/admin/") else USER_EMAIL
         if (method, path) in SESSION_ENDING or email not in self.cached:
             self.cached[email] = self.login(email)

@@ -1,6 +1,7 @@
-"""Contract test (T24) for the firmware and rollout operations of the admin API: Schemathesis
-with every check on, through the same app, accounts, bearer check and per-operation run as
-tests/test_openapi_schemathesis.py (admin paths get the admin's token)."""
+"""Contract test (T24) for the firmware and rollout operations of the admin API and the Device
+API's update check and status report: Schemathesis with every check on, through the same app,
+accounts, bearer check and per-operation run as tests/test_openapi_schemathesis.py (admin paths
+get the admin's token, device paths a provisioned appliance's)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ OPERATIONS = [
     ("POST", f"{API}/admin/rollouts"), ("GET", f"{API}/admin/rollouts"),
     ("GET", f"{API}/admin/rollouts/{{rollout_id}}"),
     ("POST", f"{API}/admin/rollouts/{{rollout_id}}/{{action}}"),
+    ("GET", f"{API}/device/firmware/check"), ("POST", f"{API}/device/firmware/status"),
 ]
 
 
