@@ -49,8 +49,11 @@ ADMIN = "rollout-admin@example.com"
 BROKEN, FIXED = "1.5.0", "1.5.1"
 DEADLINE_S = 90.0
 THRESHOLDS = {"success_threshold": 0.9, "failure_threshold": 0.2}
+# Stage 2 also halts past 10 failures, whatever the share: should a slow machine let the healthy
+# simulator install some of stage 2 before it stops, the failing one still halts the rollout.
+MAX_FAILED = 10
 STAGES = [{"percent": 10, "soak_s": 15, **THRESHOLDS},
-          {"percent": 50, "soak_s": 600, **THRESHOLDS},
+          {"percent": 50, "soak_s": 600, **THRESHOLDS, "failure_max_devices": MAX_FAILED},
           {"percent": 100, "soak_s": 0, **THRESHOLDS}]
 QUICK_STAGES = [{"percent": 10, "soak_s": 2, **THRESHOLDS},
                 {"percent": 50, "soak_s": 2, **THRESHOLDS},
@@ -219,9 +222,11 @@ async def test_a_3_stage_rollout_advances_halts_on_failing_installs_and_a_fix_co
             admin.processes.append(failing)
             halted = await admin.until(rollout_id, "halt", lambda d: d["state"] == "halted")
             assert halted["current_stage"] == 1, halted
-            assert "failure threshold" in (halted["halt_reason"] or ""), halted
+            assert "failure threshold" in halted["halt_reason"] or (
+                "failures allowed" in halted["halt_reason"]), halted
             counts = _counts(halted)
-            assert counts.get("failed", 0) > 0.2 * (stage_1 + halted["stages"][1]["devices"])
+            assert counts.get("failed", 0) > min(
+                MAX_FAILED, 0.2 * (stage_1 + halted["stages"][1]["devices"])), halted
             assert counts["succeeded"] >= stage_1
             assert halted["stages"][2]["status"] == "waiting"  # the last stage never opened
 
