@@ -4,6 +4,7 @@ the token dies with the portal session."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import uuid
@@ -21,10 +22,9 @@ pytestmark = pytest.mark.anyio
 async def live_config(served: Served, appliance_id: uuid.UUID) -> dict[str, str]:
     page = await served.svc.client.get(f"/admin/appliances/{appliance_id}")
     assert page.status_code == 200, page.text[:500]
-    found = re.search(r'<script type="application/json" id="live-config">(.*?)</script>',
-                      page.text, re.S)
+    found = re.search(r'data-live-telemetry="([^"]*)"', page.text)
     assert found
-    config: dict[str, str] = json.loads(found.group(1))
+    config: dict[str, str] = json.loads(html.unescape(found.group(1)))
     return config
 
 

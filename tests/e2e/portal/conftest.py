@@ -162,7 +162,10 @@ class Browser:
         self.go("/admin/login")
         self.page.fill("input[name=email]", email)
         self.page.fill("input[name=password]", password)
-        self.page.click("button[type=submit]")
+        # htmx posts the form: wait for the reply that sets the cookie before going on.
+        with self.page.expect_response(lambda r: r.request.method == "POST"
+                                       and r.url.endswith("/admin/login")):
+            self.page.click("button[type=submit]")
 
 
 @pytest.fixture

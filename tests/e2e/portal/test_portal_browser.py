@@ -66,7 +66,7 @@ def test_edit_and_publish_a_recipe(browser: Browser) -> None:
     browser.shot("recipe-step-error")
     page.fill("input[name='step-1-params']", '{"temperature_c": "very hot", "duration_s": 60}')
     page.click("#save")
-    expect(page.locator("#step-1 .step-error")).to_contain_text("temperature_c")
+    expect(page.locator("#step-1 .step-error")).to_contain_text("valid number")
     page.fill("input[name='step-1-params']", '{"temperature_c": 120, "duration_s": 60}')
     page.fill("input[name='summary']", "Hotter, roasted")
     page.click("#save")
@@ -132,3 +132,26 @@ def test_markup_in_text_fields_is_shown_as_text(browser: Browser) -> None:
     expect(browser.page.locator("h1")).to_contain_text("<script>window.__pwned=1</script>")
     browser.shot("escaped-markup")
     assert browser.page.evaluate("window.__pwned") is None
+
+
+def test_htmx_filters_and_posts_carry_the_csrf_header(browser: Browser) -> None:
+    browser.sign_in()
+    page = browser.page
+    browser.go("/admin/appliances")
+    expect(page.locator("#appliances tbody tr")).to_have_count(2)
+    page.fill("input[name=hw_revision]", "rev-b")
+    with page.expect_request(lambda r: "hw_revision=rev-b" in r.url) as filtered:
+        page.click("form.filters button")
+    assert filtered.value.headers.get("hx-request") == "true"  # swapped in place by htmx
+    expect(page.locator("#appliances tbody tr")).to_have_count(1)
+    expect(page.locator("#appliances")).to_contain_text("E2E-000002")
+    expect(page).to_have_url(re.compile(r"hw_revision=rev-b"))  # the address follows
+    page.click("#appliances a")
+    page.on("dialog", lambda dialog: dialog.accept())
+    with page.expect_request(lambda r: r.method == "POST") as posted:
+        page.click("text=Decommission")
+    assert posted.value.headers.get("x-csrf-token")  # htmx sent the session's token
+    expect(page.locator("#lifecycle")).to_have_text("decommissioned")
+    expect(page.locator(".ok")).to_have_text("The appliance was decommissioned.")
+    browser.shot("appliance-decommissioned")
+    assert csp_errors(browser) == []

@@ -1,17 +1,19 @@
-/* The admin portal's script: charts drawn with uPlot from JSON data blocks (labels are data,
- * never HTML: uPlot writes them as text), and the live telemetry chart fed by the WebSocket.
+/* The admin portal's script: charts drawn with uPlot from JSON in data attributes (labels are
+ * data, never HTML: uPlot writes them as text; no <script> data blocks, which htmx drops when it
+ * swaps), and the live telemetry chart fed by the WebSocket.
  * Loaded from this site only (the portal's CSP allows no inline script). */
 (function () {
   "use strict";
 
-  function readJson(id) {
-    var source = document.getElementById(id);
-    return source ? JSON.parse(source.textContent) : null;
+  function readJson(text) {
+    try { return text ? JSON.parse(text) : null; } catch (error) { return null; }
   }
 
   function xValue(x) {
     return typeof x === "number" ? x : Date.parse(x + "T00:00:00Z") / 1000;
   }
+
+  var sockets = [];  // live charts' sockets, closed when htmx swaps the page away
 
   var COLOURS = ["#1b5fc1", "#2e9d57", "#c7731c", "#8a3ab9", "#b4232a", "#138a8a"];
 
@@ -59,6 +61,7 @@
     var points = 0;
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + location.host + config.ws_path);
+    sockets.push(socket);
     function say(text) { if (status) { status.textContent = text; } }
     socket.onopen = function () {
       socket.send(JSON.stringify({ type: "auth", data: { token: config.token } }));
@@ -105,14 +108,11 @@
     };
   }
 
-  /* Destructive buttons ask first. */
-  document.addEventListener("submit", function (event) {
-    var button = event.submitter;
-    if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) {
-      event.preventDefault();
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.target === document.body) {
+      sockets.splice(0).forEach(function (socket) { socket.close(); });
     }
   });
-
   document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
   document.addEventListener("htmx:afterSettle", function (event) { drawCharts(event.target); });
 }());
