@@ -5,11 +5,16 @@ escaped. Screenshots of each page land in tests/e2e/artifacts/."""
 from __future__ import annotations
 
 import re
+import subprocess
+import time
+from pathlib import Path
 
 from playwright.sync_api import expect
 
 from epicura.realtime import channels
-from tests.e2e.portal.conftest import COOK, Browser
+from tests.e2e import EPICURA
+from tests.e2e.portal.conftest import ADMIN, COOK, Browser
+from tests.support import STRONG_PASSWORD
 
 PAGES = [("dashboard", "/admin/", "Dashboard"), ("users", "/admin/users", "Users"),
          ("appliances", "/admin/appliances", "Appliances"),
@@ -155,3 +160,31 @@ def test_htmx_filters_and_posts_carry_the_csrf_header(browser: Browser) -> None:
     expect(page.locator(".ok")).to_have_text("The appliance was decommissioned.")
     browser.shot("appliance-decommissioned")
     assert csp_errors(browser) == []
+
+
+def test_the_live_chart_follows_the_simulator(browser: Browser, tmp_path: Path) -> None:
+    """`epicura simulate` as a real process (HTTPS device API) against the served app: its
+    appliance appears in the fleet and its 1 Hz telemetry moves the chart."""
+    simulator = subprocess.Popen(
+        [str(EPICURA), "simulate", "--appliances", "1", "--transport", "https",
+         "--api", browser.server.url, "--serial-prefix", "E2ESIM-",
+         "--state-file", str(tmp_path / "sim.json"), "--duration", "120",
+         "--admin-email", ADMIN, "--admin-password", STRONG_PASSWORD],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        browser.sign_in()
+        link = browser.page.locator("#appliances a", has_text="E2ESIM-000001")
+        deadline = time.monotonic() + 60
+        while not link.count():
+            assert time.monotonic() < deadline, "the simulator's appliance never appeared"
+            browser.go("/admin/appliances?q=E2ESIM-")
+        link.click()
+        chart = browser.page.locator("#live-chart")
+        expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]"), timeout=30_000)
+        expect(chart).to_have_attribute("data-points", re.compile(r"^([3-9]|\d\d)"),
+                                        timeout=30_000)
+        expect(chart.locator(".uplot canvas")).to_have_count(1)
+        browser.shot("appliance-simulator-live")
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=30)
