@@ -1,10 +1,15 @@
 """A large release streams through: the upload of an 80 MiB binary neither buffers the body nor
-the binary (Python's allocations stay a few MiB, the process's resident memory grows far less
-than the binary), and the stored object is the binary, byte for byte."""
+the binary (Python's allocations stay within the store writer's buffers, the process's resident
+memory grows far less than the binary), and the stored object is the binary, byte for byte.
+
+The issue asks that 1 GiB work: `EPICURA_FIRMWARE_TEST_MIB=1024 uv run pytest
+tests/ota/test_upload_streaming.py` runs the same with 1 GiB, under the same bounds (nothing in
+them grows with the size)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,18 +20,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from epicura.kit.storage import storage_of
 from epicura.ota import release_signing as rs
+from epicura.ota.upload import WRITE_BUFFER, WRITE_CONCURRENCY
 from tests.ota.conftest import ADMIN_FIRMWARE
 from tests.support import Service
 
 pytestmark = pytest.mark.anyio
 
 MIB = 1024 * 1024
-BINARY_MIB = 80
+BINARY_MIB = int(os.environ.get("EPICURA_FIRMWARE_TEST_MIB", "80"))
+# The store's writer holds the chunks of the buffer it fills and of each part in flight (Python
+# bytes it references until written): the bound on what Python holds, whatever the binary's size.
+WRITER_HOLDS = WRITE_BUFFER * (WRITE_CONCURRENCY + 1)
 CHUNK = 64 * 1024
 
 
 def binary_chunks() -> Iterator[bytes]:
-    """80 MiB that are not all alike (each MiB is the hash chain of its index), made on the fly."""
+    """BINARY_MIB MiB that are not all alike (each MiB is the hash chain of its index), made on
+    the fly."""
     for index in range(BINARY_MIB):
         seed = hashlib.sha256(index.to_bytes(4, "big")).digest()
         block = seed * (MIB // len(seed))
@@ -66,7 +76,7 @@ def resident_kib(field: str) -> int:
     raise LookupError(field)
 
 
-async def test_an_80_mib_release_streams_to_storage_in_small_memory(
+async def test_a_large_release_streams_to_storage_in_small_memory(
         svc: Service, admin: dict[str, str], release_key: Ed25519PrivateKey) -> None:
     facts = rs.describe_binary(binary_chunks())
     assert facts.size == BINARY_MIB * MIB
@@ -89,8 +99,8 @@ async def test_an_80_mib_release_streams_to_storage_in_small_memory(
     assert reply.status_code == 201, reply.text
     assert reply.json()["size"] == BINARY_MIB * MIB and reply.json()["sha256"] == facts.sha256
 
-    # Python never held more than a few chunks of it at once...
-    assert python_peak < 12 * MIB, python_peak
+    # Python never held more of it than the writer's buffers (and a few chunks)...
+    assert python_peak < WRITER_HOLDS + 4 * MIB, python_peak
     # ...and neither did the store's writer underneath (its buffer is 8 MiB).
     if can_reset:
         assert (rss_peak - rss_before) * 1024 < 40 * MIB, (rss_before, rss_peak)
