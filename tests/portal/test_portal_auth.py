@@ -170,3 +170,13 @@ async def test_the_portal_works_on_the_embedded_default(embedded: Service) -> No
     assert reply.status_code == 303
     page = await embedded.client.get("/admin/")
     assert page.status_code == 200 and csrf_in(page.text)
+
+
+async def test_the_per_user_request_budget_applies_to_the_portal(
+        svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    await sign_in(svc.client, await make_admin(svc))
+    monkeypatch.setattr(svc.runtime.settings, "user_requests_per_minute", 3)
+    statuses = [(await svc.client.get("/admin/")).status_code for _ in range(5)]
+    assert statuses[:3] == [200, 200, 200] and statuses[-1] == 429, statuses
+    reply = await svc.client.get("/admin/")
+    assert "Too many requests" in reply.text and "retry-after" in reply.headers

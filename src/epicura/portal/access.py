@@ -78,6 +78,8 @@ async def portal_admin(request: Request, rt: RuntimeDep, session: DbSession) -> 
         raise SignInRequired()
     if not auth_service.is_admin(user):
         raise NotAnAdmin()
+    # The API's per-user budget applies to the portal's requests too (429 page when spent).
+    await rt.limiter.hit(f"{rt.settings.user_requests_per_minute}/minute", "user", str(user.id))
     if request.method not in SAFE_METHODS and not (
             same_origin(request)
             and sessions.csrf_matches(found.csrf, await presented_csrf(request))):
