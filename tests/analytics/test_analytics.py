@@ -153,6 +153,9 @@ async def test_bad_windows_and_metrics_are_refused(api: Service, fleet: dict[str
     assert (await api.client.get(url, params=backwards, headers=fleet["admin"])).status_code == 422
     too_long = {"from": "2020-01-01T00:00:00Z", "to": "2022-01-01T00:00:00Z"}
     assert (await api.client.get(url, params=too_long, headers=fleet["admin"])).status_code == 422
+    for extreme in ({"to": "0001-01-02T00:00:00Z"}, {"from": "9999-12-01T00:00:00Z"}):
+        assert (await api.client.get(url, params=extreme,
+                                     headers=fleet["admin"])).status_code == 422, extreme
     bad_metric = {"metric": "x_sum) FROM users; --"}
     reply = await api.client.get(f"{API}/admin/analytics/telemetry", params=bad_metric,
                                  headers=fleet["admin"])
@@ -175,6 +178,9 @@ async def test_audit_filters_by_actor_action_and_time(api: Service) -> None:
             session.add(AuditEvent(at=base + timedelta(hours=i), action=action, actor_id=actor,
                                    actor_type="admin", details={"n": i}))
     url = f"{API}/admin/audit"
+    for extreme in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        reply = await api.client.get(url, params={"from": extreme}, headers=headers)
+        assert reply.status_code == 422, reply.text
     reply = await api.client.get(url, params={"actor": str(actor)}, headers=headers)
     assert [e["action"] for e in reply.json()["items"]] == [
         "admin.user.disabled", "auth.logout", "auth.login"]

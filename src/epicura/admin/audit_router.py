@@ -12,10 +12,11 @@ from pydantic import BaseModel, ConfigDict
 from epicura.admin import audit_repository
 from epicura.auth.access import NotAuthenticated, current_admin
 from epicura.auth.router import json_only
-from epicura.kit.errors import Forbidden, responses
+from epicura.kit.errors import ErrorItem, Forbidden, ValidationFailed, responses
 from epicura.kit.pagination import InvalidCursor, Page, decode_time_id, encode_time_id
 from epicura.kit.runtime import DbSession
 
+SANE_YEARS = (1970, 9000)  # and nothing that overflows when moved to UTC
 router = APIRouter(prefix="/admin/audit", tags=["admin"],
                    dependencies=[Depends(current_admin), Depends(json_only)])
 
@@ -38,6 +39,10 @@ class AuditEventOut(BaseModel):
 async def audit_page(session: Any, *, actor: uuid.UUID | None, action: str | None,
                      start: datetime | None, end: datetime | None, cursor: str | None,
                      limit: int) -> Page[AuditEventOut]:
+    for moment in (start, end):
+        if moment is not None and not SANE_YEARS[0] <= moment.year <= SANE_YEARS[1]:
+            raise ValidationFailed(errors=[ErrorItem(loc=["query", "from"], type="value_error",
+                                                     msg="from and to lie between 1970 and 9000")])
     rows = await audit_repository.listing(session, actor=actor, action=action, start=start,
                                           end=end, after=decode_time_id(cursor),
                                           limit=limit + 1)
@@ -48,7 +53,7 @@ async def audit_page(session: Any, *, actor: uuid.UUID | None, action: str | Non
 
 
 @router.get("", response_model=Page[AuditEventOut],
-            responses=responses(NotAuthenticated, Forbidden, InvalidCursor))
+            responses=responses(NotAuthenticated, Forbidden, InvalidCursor, ValidationFailed))
 async def list_audit(
     session: DbSession,
     actor: uuid.UUID | None = None,

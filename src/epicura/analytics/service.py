@@ -26,11 +26,18 @@ DEFAULT_SPAN = timedelta(days=30)
 MAX_SPAN = timedelta(days=400)
 INGEST_WINDOW = timedelta(minutes=1)
 MAX_GROUPS = 100
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     """[from, to): `to` defaults to now, `from` to 30 days before it; at most 400 days."""
     end = _aware(end) if end else clock.utcnow()
+    if not EARLIEST <= end <= LATEST or (start is not None and not EARLIEST <= _aware(start)
+                                         <= LATEST):
+        raise ValidationFailed(errors=[ErrorItem(loc=["query", "from"],
+                                                 msg="from and to lie between 1970 and 9000",
+                                                 type="value_error")])
     start = _aware(start) if start else end - DEFAULT_SPAN
     if start >= end:
         raise ValidationFailed(errors=[ErrorItem(loc=["query", "from"],
