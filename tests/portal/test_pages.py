@@ -210,3 +210,17 @@ async def test_audit_filters_and_jobs_retry(svc: Service, portal: httpx2.AsyncCl
     async with svc.runtime.db.sessions() as session:
         job = await session.get(jobs.Job, job_id)
         assert job is not None and job.state == jobs.QUEUED
+
+
+async def test_a_mangled_recipe_form_is_a_page_not_a_crash(svc: Service,
+                                                            portal: httpx2.AsyncClient) -> None:
+    headers = bearer((await svc.login("portal-admin@example.com")).json())
+    created = await svc.client.post(f"{API}/recipes", json={**soup(), "is_official": True},
+                                    headers=headers)
+    page = f"/admin/recipes/{created.json()['id']}"
+    for fields in ({"version": "1", "step_count": "lots", "title": "x"},
+                   {"version": "1", "step_count": "99999999999", "servings": "many"},
+                   {"version": "x"}):
+        reply = await post(portal, page, fields, page)
+        assert reply.status_code in (409, 422), (fields, reply.status_code)
+        assert "<h1>" in reply.text

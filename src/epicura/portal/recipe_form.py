@@ -58,7 +58,8 @@ def parse(form: FormData, current: dict[str, Any]) -> Submitted:
         content[name] = _text(form, name)
     content["tags"] = [t.strip() for t in _text(form, "tags").split(",") if t.strip()]
     steps: list[dict[str, Any]] = []
-    count = min(int(_text(form, "step_count") or 0), MAX_FORM_STEPS)
+    count_text = _text(form, "step_count")
+    count = min(int(count_text), MAX_FORM_STEPS) if count_text.isdigit() else 0
     for index in range(count + 1):  # the last one is the blank "new step"
         prefix = f"step-{index}-"
         title = _text(form, prefix + "title").strip()
