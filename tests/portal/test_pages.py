@@ -224,3 +224,15 @@ async def test_a_mangled_recipe_form_is_a_page_not_a_crash(svc: Service,
         reply = await post(portal, page, fields, page)
         assert reply.status_code in (409, 422), (fields, reply.status_code)
         assert "<h1>" in reply.text
+
+
+async def test_bad_filters_are_a_422_page(portal: httpx2.AsyncClient) -> None:
+    for path, params in [("/admin/audit", {"actor": "not-a-uuid"}),
+                         ("/admin/users", {"q": "nul\x00byte"}),
+                         ("/admin/recipes", {"q": "bell\x07"}),
+                         ("/admin/appliances", {"q": "esc\x1b"}),
+                         ("/admin/users", {"cursor": "garbage"}),
+                         ("/admin/appliances", {"firmware": "<script>"})]:
+        reply = await portal.get(path, params=params)
+        assert reply.status_code in (400, 422), (path, params, reply.status_code)
+        assert "<script>" not in reply.text

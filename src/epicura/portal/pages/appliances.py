@@ -17,7 +17,7 @@ from epicura.kit.pagination import decode_time_id, encode_time_id
 from epicura.kit.runtime import ClientIp, DbSession, RuntimeDep
 from epicura.portal import repository
 from epicura.portal.access import CurrentPortal, Portal
-from epicura.portal.pages.common import PAGE_SIZE, back, kept, notice
+from epicura.portal.pages.common import PAGE_SIZE, PLAIN_TEXT, back, kept, notice
 from epicura.portal.web import render
 
 router = APIRouter()
@@ -29,7 +29,7 @@ LIVE_METRICS = get_args(Metric)
 @router.get("/appliances", include_in_schema=False)
 async def appliances(
     request: Request, portal: CurrentPortal, session: DbSession,
-    q: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
+    q: Annotated[str | None, Query(max_length=100, pattern=PLAIN_TEXT)] = None,
     online: Literal["true", "false", ""] = "",
     firmware: Annotated[str, Query(max_length=40, pattern=FIRMWARE)] = "",
     channel: Literal["stable", "beta", "dev", ""] = "",

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse
 from epicura.portal.web import PREFIX
 
 PAGE_SIZE = 25
+PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"  # search text: no control characters
 NOTICES = {
     "role": "The role was changed; the user's sessions were ended.",
     "enabled": "The account was enabled.",

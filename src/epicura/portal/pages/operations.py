@@ -20,12 +20,13 @@ from epicura.portal.web import render
 
 router = APIRouter()
 ACTION = r"^[a-z0-9_.]*$"
+UUID_OR_EMPTY = r"^([0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12})?$"
 
 
 @router.get("/audit", include_in_schema=False)
 async def audit_log(
     request: Request, portal: CurrentPortal, session: DbSession,
-    actor: Annotated[str, Query(max_length=36)] = "",
+    actor: Annotated[str, Query(max_length=36, pattern=UUID_OR_EMPTY)] = "",
     action: Annotated[str, Query(max_length=64, pattern=ACTION)] = "",
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,

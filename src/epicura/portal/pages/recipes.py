@@ -15,7 +15,7 @@ from epicura.kit.pagination import decode_time_id, encode_time_id
 from epicura.kit.runtime import DbSession
 from epicura.portal import recipe_form, repository
 from epicura.portal.access import CurrentPortal
-from epicura.portal.pages.common import PAGE_SIZE, back, kept, notice
+from epicura.portal.pages.common import PAGE_SIZE, PLAIN_TEXT, back, kept, notice
 from epicura.portal.web import render
 from epicura.recipes import service as recipes_service
 from epicura.recipes.schemas import ACTIONS
@@ -31,7 +31,7 @@ class ChangedMeanwhile(Conflict):
 @router.get("", include_in_schema=False)
 async def recipes(
     request: Request, portal: CurrentPortal, session: DbSession,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=PLAIN_TEXT)] = None,
     status: Literal["draft", "published", "archived", ""] = "",
     official: Literal["true", "false", ""] = "",
     cursor: Annotated[str | None, Query(max_length=500)] = None,

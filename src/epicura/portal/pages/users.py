@@ -12,7 +12,7 @@ from epicura.auth import service as auth_service
 from epicura.kit.pagination import decode_time_id, encode_time_id
 from epicura.kit.runtime import ClientIp, DbSession, RuntimeDep
 from epicura.portal.access import CurrentPortal
-from epicura.portal.pages.common import PAGE_SIZE, back, kept, notice
+from epicura.portal.pages.common import PAGE_SIZE, PLAIN_TEXT, back, kept, notice
 from epicura.portal.web import render
 
 router = APIRouter(prefix="/users")
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/users")
 @router.get("", include_in_schema=False)
 async def users(
     request: Request, portal: CurrentPortal, session: DbSession,
-    q: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=100, pattern=PLAIN_TEXT)] = None,
     role: Literal["user", "admin", ""] = "",
     active: Literal["true", "false", ""] = "",
     cursor: Annotated[str | None, Query(max_length=500)] = None,
