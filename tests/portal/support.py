@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import re
 
+import anyio
 import httpx2
 
 from epicura.auth import service as auth_service
 from tests.support import STRONG_PASSWORD, Service
 
+# anyio imports `open_file` lazily, on the first static file served; under pytest that import is
+# compiled by the assertion rewriter deep in the request's stack, where Python 3.11.7's compile()
+# can fail ("AST constructor recursion depth mismatch"). Importing it here, shallow, avoids that.
+assert anyio.open_file is not None
 ORIGIN = "http://testserver"
 _HIDDEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 

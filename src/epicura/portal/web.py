@@ -67,7 +67,7 @@ class PortalHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _sign_in(request: Request, _exc: Exception) -> Response:
+async def _sign_in(request: Request, _exc: Exception) -> Response:
     target = f"{PREFIX}/login"
     if request.method == "GET" and request.url.path.startswith(PREFIX):
         query = f"?{request.url.query}" if request.url.query else ""
@@ -77,18 +77,18 @@ def _sign_in(request: Request, _exc: Exception) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
-def _not_admin(request: Request, _exc: Exception) -> Response:
+async def _not_admin(request: Request, _exc: Exception) -> Response:
     return render(request, "forbidden.html", status=403)
 
 
-def _csrf(request: Request, _exc: Exception) -> Response:
+async def _csrf(request: Request, _exc: Exception) -> Response:
     return render(request, "error.html", {
         "status": 403, "title": "This form has expired",
         "detail": "The request did not carry this session's security token. Reload the page "
                   "and try again."}, status=403)
 
 
-def _problem(request: Request, exc: Exception) -> Response:
+async def _problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProblemError)
     headers = {k: v for k, v in exc.headers.items() if k.lower() == "retry-after"}
     return render(request, "error.html", {"status": exc.status, "title": exc.title,
@@ -96,14 +96,14 @@ def _problem(request: Request, exc: Exception) -> Response:
                                           else None}, status=exc.status, headers=headers)
 
 
-def _invalid(request: Request, exc: Exception) -> Response:
+async def _invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     problems = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
     return render(request, "error.html", {"status": 422, "title": "The request is not valid",
                                           "detail": "; ".join(problems)}, status=422)
 
 
-def _http(request: Request, exc: Exception) -> Response:
+async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     return render(request, "error.html", {"status": exc.status_code, "title": exc.detail,
                                           "detail": None}, status=exc.status_code)
@@ -113,6 +113,9 @@ def build(runtime: Runtime) -> FastAPI:
     """The portal application; the main app mounts it at `/admin`."""
     from epicura.portal import auth_routes, pages
 
+    # Every template compiled now, once, rather than by the first request that needs it.
+    for name in templates.env.list_templates():
+        templates.env.get_template(name)
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.runtime = runtime
     app.state.settings = runtime.settings
