@@ -43,6 +43,8 @@ class CookingSession(Base):
         Index("ix_cooking_sessions_user_created", "user_id", "created_at", "id"),
         Index("ix_cooking_sessions_user_started", "user_id", "started_at"),
         Index("ix_cooking_sessions_appliance_created", "appliance_id", "created_at"),
+        # The analytics windows read every user's sessions by creation time.
+        Index("ix_cooking_sessions_created_at", "created_at"),
         # The stale sweep reads only the live ones.
         Index("ix_cooking_sessions_live", "last_event_at", postgresql_where=LIVE_SQL,
               sqlite_where=LIVE_SQL),
