@@ -171,6 +171,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     app.add_middleware(
         EdgeMiddleware, max_json_bytes=settings.max_json_body_bytes,
         max_upload_bytes=settings.max_upload_body_bytes, hsts=settings.is_production,
-        large_uploads={"/api/v1/admin/firmware": settings.max_firmware_bytes + 1024 * 1024},
+        large_uploads={path: settings.max_firmware_bytes + 1024 * 1024
+                       for path in ("/api/v1/admin/firmware", "/admin/firmware")},
     )
     return app

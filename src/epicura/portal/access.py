@@ -57,8 +57,13 @@ def same_origin(request: Request) -> bool:
 
 
 async def presented_csrf(request: Request) -> str | None:
+    """The header (htmx), else the form field; a multipart body is never read here (a firmware
+    upload streams from it), so its token comes in the header or the query string."""
     token = request.headers.get(sessions.CSRF_HEADER)
-    if token is None and request.headers.get("content-type", "").startswith(FORM_TYPES):
+    content_type = request.headers.get("content-type", "")
+    if token is None and content_type.startswith("multipart/"):
+        return request.query_params.get(sessions.CSRF_FIELD)
+    if token is None and content_type.startswith(FORM_TYPES):
         value = (await request.form()).get(sessions.CSRF_FIELD)
         token = value if isinstance(value, str) else None
     return token

@@ -9,12 +9,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx2
 from playwright.sync_api import expect
 
+from epicura.ota import keys
+from epicura.ota import release_signing as rs
 from epicura.realtime import channels
 from tests.e2e import EPICURA
-from tests.e2e.portal.conftest import ADMIN, COOK, Browser
-from tests.support import STRONG_PASSWORD
+from tests.e2e.portal.conftest import ADMIN, COOK, MARKUP, Browser
+from tests.support import API, STRONG_PASSWORD, bearer
 
 PAGES = [("dashboard", "/admin/", "Dashboard"), ("users", "/admin/users", "Users"),
          ("appliances", "/admin/appliances", "Appliances"),
@@ -188,3 +191,59 @@ def test_the_live_chart_follows_the_simulator(browser: Browser, tmp_path: Path) 
     finally:
         simulator.terminate()
         simulator.wait(timeout=30)
+
+
+def test_upload_a_signed_release_and_run_a_rollout(browser: Browser, tmp_path: Path) -> None:
+    """The upload form streams a signed release; a rollout is created, started and paused with
+    the buttons, and its progress follows a change made elsewhere (the fragment polls)."""
+    key = rs.generate_key()
+
+    async def trust() -> None:
+        async with browser.server.runtime.db.transaction() as session:
+            await keys.add(session, rs.public_key_b64(key), "portal e2e")
+
+    browser.server.call(trust())
+    binary = b"portal e2e firmware " * 5000
+    manifest = rs.manifest_bytes(rs.describe_binary(binary), version="9.1.0", channel="stable",
+                                 hw_revisions=["rev-a"], key=key, min_from_version=None,
+                                 notes=f"Release notes {MARKUP}")
+    files = {"manifest": manifest, "signature": rs.sign(key, manifest).encode(),
+             "binary": binary}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    browser.sign_in()
+    page = browser.page
+    browser.go("/admin/firmware")
+    expect(page.locator("h1")).to_have_text("Firmware")
+    for name in files:
+        page.set_input_files(f"#upload-form input[name={name}]", str(tmp_path / name))
+    browser.shot("firmware-upload")
+    page.click("#upload-form button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Firmware 9.1.0")
+    expect(page.locator("#status")).to_have_text("ready")
+    expect(page.locator("#notes")).to_have_text(f"Release notes {MARKUP}")
+    browser.shot("firmware-release")
+    page.click("text=Roll it out…")
+    expect(page.locator("h1")).to_have_text("Rollouts")
+    page.fill("#rollout-form input[name=hw_revisions]", "rev-a")
+    browser.shot("rollouts")
+    page.click("#rollout-form button[type=submit]")
+    expect(page.locator("#state")).to_have_text("draft")
+    page.click("#progress form[action$='/start'] button")
+    expect(page.locator("#state")).to_have_text("active")
+    expect(page.locator("#current-stage")).to_contain_text("1 of 2")
+    page.click("#progress form[action$='/pause'] button")
+    expect(page.locator("#state")).to_have_text("paused")
+    browser.shot("rollout-paused")
+    rollout_id = page.url.split("/rollouts/")[1].split("?")[0]
+    with httpx2.Client(base_url=browser.server.url, timeout=30) as client:
+        login = client.post(f"{API}/auth/login", json={"email": ADMIN,
+                                                       "password": STRONG_PASSWORD})
+        reply = client.post(f"{API}/admin/rollouts/{rollout_id}/resume",
+                            headers=bearer(login.json()))
+        assert reply.status_code == 200, reply.text
+    # No reload: the progress fragment polls every few seconds.
+    expect(page.locator("#state")).to_have_text("active", timeout=15_000)
+    browser.shot("rollout-live")
+    assert page.evaluate("window.__pwned") is None
+    assert csp_errors(browser) == []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from epicura.portal.pages import appliances, dashboard, operations, recipes, users
+from epicura.portal.pages import appliances, dashboard, firmware, operations, recipes, users
 
 ROUTERS: tuple[APIRouter, ...] = (dashboard.router, users.router, appliances.router,
-                                  recipes.router, operations.router)
+                                  recipes.router, firmware.router,
+                                  operations.router)

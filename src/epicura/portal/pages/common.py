@@ -22,6 +22,14 @@ NOTICES = {
     "published": "Published.",
     "restored": "Restored as a new version.",
     "retried": "The job was queued again.",
+    "uploaded": "The release was uploaded and checked: it is ready.",
+    "yanked": "The release was yanked; its open rollouts were aborted.",
+    "rollout_created": "The rollout was created as a draft.",
+    "start": "The rollout started: its first stage is open.",
+    "pause": "The rollout is paused.",
+    "resume": "The rollout resumed.",
+    "advance": "The rollout moved on.",
+    "abort": "The rollout was aborted.",
 }
 
 
