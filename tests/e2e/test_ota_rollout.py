@@ -52,7 +52,8 @@ THRESHOLDS = {"success_threshold": 0.9, "failure_threshold": 0.2}
 # Stage 2 also halts past 10 failures, whatever the share: should a slow machine let the healthy
 # simulator install some of stage 2 before it stops, the failing one still halts the rollout.
 MAX_FAILED = 10
-STAGES = [{"percent": 10, "soak_s": 15, **THRESHOLDS},
+# Stage 1 soaks long enough for the test to pause the rollout before it can advance.
+STAGES = [{"percent": 10, "soak_s": 45, **THRESHOLDS},
           {"percent": 50, "soak_s": 600, **THRESHOLDS, "failure_max_devices": MAX_FAILED},
           {"percent": 100, "soak_s": 0, **THRESHOLDS}]
 QUICK_STAGES = [{"percent": 10, "soak_s": 2, **THRESHOLDS},
@@ -204,22 +205,29 @@ async def test_a_3_stage_rollout_advances_halts_on_failing_installs_and_a_fix_co
         await admin.login()
         broken_id = await admin.upload(key, BROKEN)
 
-        # 1. The fleet comes up; the rollout starts; stage 1 installs, then it advances itself.
+        # 1. The fleet comes up; the rollout starts; stage 1 installs. The rollout is paused
+        # while the healthy simulator leaves, so that no stage-2 appliance can install 1.5.0
+        # before the failing simulator is up (on a busy machine the soak could otherwise end
+        # first and stage 2 install healthily).
         async with simulator(cwd, env, api) as healthy:
             admin.processes.append(healthy)
             rollout_id = await admin.start_rollout(broken_id, STAGES)
             first = await admin.until(rollout_id, "first stage installed", lambda d: bool(
                 d["stages"][0]["devices"] and _counts(d, 0) == {
                     "succeeded": d["stages"][0]["devices"]}))
+            paused = await admin.call("POST", f"/admin/rollouts/{rollout_id}/pause")
+            assert (paused["state"], paused["current_stage"]) == ("paused", 0), paused
         admin.processes.remove(healthy)
         stage_1 = first["stages"][0]["devices"]
-        advanced = await admin.until(rollout_id, "advance to stage 2",
-                                     lambda d: d["current_stage"] == 1)
-        assert advanced["state"] == "active" and advanced["stages"][0]["status"] == "passed"
 
-        # 2. The simulator comes back failing installs of 1.5.0: the rollout halts by itself.
+        # 2. The simulator comes back failing installs of 1.5.0; resumed, the rollout advances by
+        # itself once stage 1 has soaked, then halts by itself.
         async with simulator(cwd, env, api, BROKEN) as failing:
             admin.processes.append(failing)
+            await admin.call("POST", f"/admin/rollouts/{rollout_id}/resume")
+            advanced = await admin.until(rollout_id, "advance to stage 2",
+                                         lambda d: d["current_stage"] == 1)
+            assert advanced["stages"][0]["status"] == "passed", advanced
             halted = await admin.until(rollout_id, "halt", lambda d: d["state"] == "halted")
             assert halted["current_stage"] == 1, halted
             assert "failure threshold" in halted["halt_reason"] or (
@@ -244,8 +252,8 @@ async def test_a_3_stage_rollout_advances_halts_on_failing_installs_and_a_fix_co
         totals = failing.output.text
         assert f"{APPLIANCES} updates installed" in totals, totals
 
-        # The audit trail tells the story: the admin started it, the system advanced and halted
-        # it, the admin's yank aborted it.
+        # The audit trail tells the story: the admin started and paused and resumed it, the
+        # system advanced and halted it, the admin's yank aborted it.
         conn = await asyncpg.connect(pg_url(name))
         try:
             trail = [(r["action"], r["actor_type"]) for r in await conn.fetch(
@@ -254,5 +262,6 @@ async def test_a_3_stage_rollout_advances_halts_on_failing_installs_and_a_fix_co
         finally:
             await conn.close()
         assert trail == [("rollout.created", "admin"), ("rollout.start", "admin"),
+                         ("rollout.pause", "admin"), ("rollout.resume", "admin"),
                          ("rollout.advanced", "system"), ("rollout.halted", "system"),
                          ("rollout.abort", "admin")], trail
