@@ -19,7 +19,8 @@ N connections / N).
         [--step-every 10] [--alert-every 0]
 
 `--pin` puts serve on CPU 1 and everything else (bridge, broker, publisher, sockets) on CPU 0
-(PostgreSQL and Redis unpinned). Prints a table; nothing is asserted.
+(PostgreSQL and Redis unpinned). The database and the run's Redis keys are dropped at the end.
+Prints a table; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import fresh_database
+from ingest import drop_database, fresh_database
 from ingest_procs import (
     DB_URL,
     ROOT,
@@ -386,6 +387,18 @@ async def round_of(count: int, port: int, mqtt_port: int, pids: dict[str, int],
         print(f"        errors: {seen.errors[:3]}")
 
 
+async def delete_redis_keys(prefix: str) -> None:
+    """The run's Redis keys (held channels, rate limits, the revocation set)."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(service_env(None)["REDIS_URL"])
+    try:
+        async for key in redis.scan_iter(match=prefix + "*", count=1000):
+            await redis.delete(key)
+    finally:
+        await redis.aclose()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sockets", type=int, action="append")
@@ -420,6 +433,8 @@ async def main() -> None:
         stop(serve)
         stop(bridge)
         stop(broker)
+        await drop_database()
+        await delete_redis_keys(service_env(None)["REDIS_PREFIX"])
         print(f"# logs in {folder}")
 
 
