@@ -165,14 +165,6 @@ async def revoke_login_sessions(
     return sids
 
 
-async def session_revoked_at(session: AsyncSession, sid: uuid.UUID) -> tuple[bool, datetime | None]:
-    """(exists, revoked_at) of a login session."""
-    row = (
-        await session.execute(select(LoginSession.revoked_at).where(LoginSession.id == sid))
-    ).first()
-    return (False, None) if row is None else (True, row[0])
-
-
 async def live_sessions_among(session: AsyncSession,
                               sids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """Those of `sids` that exist and are not revoked."""

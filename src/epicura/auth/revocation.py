@@ -66,19 +66,14 @@ class RevocationSet:
             await pipe.execute()
 
     async def is_revoked(self, sid: uuid.UUID) -> bool:
-        if sid in self._unpublished:
-            return True
-        try:
-            if self._unpublished:
-                pending = set(self._unpublished)
-                await self._publish(pending)
-                self._unpublished -= pending
-            complete, revoked = await self.redis.mget(self.ready_key, self._key(sid))
-            if complete is not None:
-                return revoked is not None
-        except RedisError as exc:
-            log.warning("revocation_check_redis_down", error=type(exc).__name__)
-        return await self._is_revoked_in_db(sid)
+        return sid in await self.revoked_among([sid])
+
+    async def _publish_pending(self) -> None:
+        """Revocations Redis could not take before: written now that it answers."""
+        if self._unpublished:
+            pending = set(self._unpublished)
+            await self._publish(pending)
+            self._unpublished -= pending
 
     async def revoked_among(self, sids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         """Which of many sessions are revoked, in one Redis round trip per thousand (the
@@ -87,10 +82,7 @@ class RevocationSet:
         revoked = {sid for sid in sids if sid in self._unpublished}
         rest = [sid for sid in sids if sid not in revoked]
         try:
-            if self._unpublished:
-                pending = set(self._unpublished)
-                await self._publish(pending)
-                self._unpublished -= pending
+            await self._publish_pending()
             for start in range(0, len(rest), MGET_CHUNK):
                 chunk = rest[start:start + MGET_CHUNK]
                 complete, *values = await self.redis.mget(
@@ -112,15 +104,6 @@ class RevocationSet:
             log.error("revocation_check_failed", error=type(exc).__name__)
             raise DependencyUnavailable("Cannot check the sessions right now") from exc
         return set(sids) - live
-
-    async def _is_revoked_in_db(self, sid: uuid.UUID) -> bool:
-        try:
-            async with self.db.sessions() as session:
-                exists, revoked_at = await repository.session_revoked_at(session, sid)
-        except (SQLAlchemyError, OSError) as exc:
-            log.error("revocation_check_failed", error=type(exc).__name__)
-            raise DependencyUnavailable("Cannot check the session right now") from exc
-        return not exists or revoked_at is not None
 
     async def rebuild(self) -> None:
         """Load the recently revoked sessions into Redis, then mark the set complete."""
